@@ -1,0 +1,330 @@
+/* avx512.c -- the AVX-512 kernel set (matmul, dequant_row, dot, axpy) for F32/BF16/F16/FP8 weights.
+ * Reference twin: ref.c; tests/test_kernels.c compares the two. Owned by the kernels engineer;
+ * the interface is kernels.h. Design notes and measured numbers: docs/kernels.md.
+ *
+ * Numerics (shared by every path, so results never depend on T, on how rows are split, or on
+ * which loop computed an element): weights are dequantized exactly to f32 (FP8: round(e4m3*scale),
+ * the same value ref.c uses), each output keeps one 16-lane f32 accumulator that sees
+ * fma(x[k..k+15], w[k..k+15]) in k order (a zero-filled final chunk for the tail), and the 16
+ * lanes are summed by one fixed tree (_mm512_reduce_add_ps). Decode (T <= 3) streams weight rows
+ * four at a time straight from memory; prefill dequantizes a 16-row x 1024-col tile into a stack
+ * buffer and runs a 4-row x 6-token register-blocked micro-kernel over it. */
+#include "kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define AI static inline __attribute__((always_inline))
+
+/* e4m3fn byte -> f32 * 2^-120 in three integer ops: sign-extend, shift the 7 magnitude bits so
+ * the 4 exponent bits land at the bottom of the f32 exponent, keep them and the sign. The result
+ * is exact for normals and subnormals (the latter become f32 subnormals); the caller multiplies
+ * by scale*2^120. Codes 0x7F/0xFF (NaN) do not occur in checkpoints and are not special-cased. */
+AI __m512 fp8_bits(__m128i q) {
+    __m512i v = _mm512_cvtepi8_epi32(q);
+    v = _mm512_and_si512(_mm512_slli_epi32(v, 20), _mm512_set1_epi32((int)0x87F00000u));
+    return _mm512_castsi512_ps(v);
+}
+
+/* 16 weights of row `p` (element type dt) starting at element k, as f32. Masked lanes read as 0.
+ * FP8: w = bits * s1 (and * s2 when `two`), see fp8_scales. */
+AI __m512 load_w(const int dt, const void *p, int64_t k, __mmask16 m, const int masked, __m512 s1,
+                 __m512 s2, const int two) {
+    switch (dt) {
+    case DS3_DT_F32:
+        return masked ? _mm512_maskz_loadu_ps(m, (const float *)p + k) : _mm512_loadu_ps((const float *)p + k);
+    case DS3_DT_BF16: {
+        const uint16_t *q = (const uint16_t *)p + k;
+        __m256i h = masked ? _mm256_maskz_loadu_epi16(m, q) : _mm256_loadu_si256((const __m256i *)q);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case DS3_DT_F16: {
+        const uint16_t *q = (const uint16_t *)p + k;
+        __m256i h = masked ? _mm256_maskz_loadu_epi16(m, q) : _mm256_loadu_si256((const __m256i *)q);
+        return _mm512_cvtph_ps(h);
+    }
+    default: { /* FP8 */
+        const uint8_t *q = (const uint8_t *)p + k;
+        __m128i b = masked ? _mm_maskz_loadu_epi8(m, q) : _mm_loadu_si128((const __m128i *)q);
+        __m512 v = _mm512_mul_ps(fp8_bits(b), s1);
+        return two ? _mm512_mul_ps(v, s2) : v;
+    }
+    }
+}
+
+/* Per-block FP8 multipliers. bits * (scale*2^120) is exactly round(e4m3*scale) (the power of two
+ * only moves the exponent) unless scale*2^120 overflows, i.e. |scale| >= 2^8; those blocks (never
+ * seen in real checkpoints) take two multiplies: bits*2^120 (exact) then *scale. */
+static inline int fp8_big(float s) { return !(fabsf(s) < 0x1p8f); }
+
+AI __mmask16 tail_mask(int64_t n) { return (__mmask16)((1u << n) - 1u); }
+
+/* ---- decode: R rows (1 or 4) x NT tokens (1..3), weights streamed once ---------------------- */
+
+AI void dec_chunk(const int dt, const int R, const int NT, const void *const *rp, int64_t k, __mmask16 m,
+                  const int masked, const __m512 *s1, const __m512 *s2, const int two, const float *x,
+                  size_t ldx, __m512 acc[4][3]) {
+    __m512 xv[3];
+    for (int j = 0; j < NT; j++)
+        xv[j] = masked ? _mm512_maskz_loadu_ps(m, x + (size_t)j * ldx + k) : _mm512_loadu_ps(x + (size_t)j * ldx + k);
+    for (int i = 0; i < R; i++) {
+        __m512 wv = load_w(dt, rp[i], k, m, masked, s1[i], s2[i], two);
+        for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fmadd_ps(xv[j], wv, acc[i][j]);
+    }
+}
+
+AI void dec_span(const int dt, const int R, const int NT, const void *const *rp, int64_t k0, int64_t k1,
+                 const __m512 *s1, const __m512 *s2, const int two, const float *x, size_t ldx,
+                 __m512 acc[4][3]) {
+    int64_t k = k0;
+    for (; k + 16 <= k1; k += 16) dec_chunk(dt, R, NT, rp, k, 0, 0, s1, s2, two, x, ldx, acc);
+    if (k < k1) dec_chunk(dt, R, NT, rp, k, tail_mask(k1 - k), 1, s1, s2, two, x, ldx, acc);
+}
+
+AI void dec_rows(const int dt, const int R, const int NT, const ds3_mat *w, int64_t r, const float *x,
+                 size_t ldx, float *y, size_t ldy) {
+    const int64_t K = w->cols;
+    const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2;
+    const void *rp[4];
+    __m512 acc[4][3];
+    for (int i = 0; i < R; i++) {
+        rp[i] = (const char *)w->data + (size_t)(r + i) * (size_t)K * esz;
+        for (int j = 0; j < NT; j++) acc[i][j] = _mm512_setzero_ps();
+    }
+    if (dt == DS3_DT_F8E4M3) {
+        const int64_t nbc = (K + DS3_FP8_BLOCK - 1) / DS3_FP8_BLOCK;
+        const float *sc[4];
+        for (int i = 0; i < R; i++) sc[i] = w->scale + ((r + i) / DS3_FP8_BLOCK) * nbc;
+        for (int64_t b = 0; b < nbc; b++) {
+            int64_t k0 = b * DS3_FP8_BLOCK, k1 = k0 + DS3_FP8_BLOCK < K ? k0 + DS3_FP8_BLOCK : K;
+            __m512 s1[4], s2[4];
+            int big = 0;
+            for (int i = 0; i < R; i++) big |= fp8_big(sc[i][b]);
+            for (int i = 0; i < R; i++) {
+                s1[i] = _mm512_set1_ps(big ? 0x1p120f : sc[i][b] * 0x1p120f);
+                s2[i] = _mm512_set1_ps(sc[i][b]);
+            }
+            if (!big) dec_span(dt, R, NT, rp, k0, k1, s1, s2, 0, x, ldx, acc);
+            else dec_span(dt, R, NT, rp, k0, k1, s1, s2, 1, x, ldx, acc);
+        }
+    } else {
+        __m512 z[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        dec_span(dt, R, NT, rp, 0, K, z, z, 0, x, ldx, acc);
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < NT; j++) y[(size_t)j * ldy + i] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+AI void decode(const int dt, const int NT, const ds3_mat *w, int64_t r0, int64_t r1, const float *x,
+               size_t ldx, float *y, size_t ldy) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) dec_rows(dt, 4, NT, w, r, x, ldx, y + (r - r0), ldy);
+    for (; r < r1; r++) dec_rows(dt, 1, NT, w, r, x, ldx, y + (r - r0), ldy);
+}
+
+/* ---- dequantization of a column span of one row (also the public dequant_row) -------------- */
+
+AI void deq_span(const int dt, const ds3_mat *w, int64_t r, int64_t c0, int64_t c1, float *dst) {
+    const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2;
+    const void *row = (const char *)w->data + (size_t)r * (size_t)w->cols * esz;
+    __m512 s1 = _mm512_setzero_ps(), s2 = s1;
+    int two = 0;
+    int64_t c = c0;
+    while (c < c1) {
+        int64_t e = c1;
+        if (dt == DS3_DT_F8E4M3) { /* one scale block at a time */
+            int64_t nbc = (w->cols + DS3_FP8_BLOCK - 1) / DS3_FP8_BLOCK;
+            int64_t be = (c / DS3_FP8_BLOCK + 1) * DS3_FP8_BLOCK;
+            if (be < e) e = be;
+            float s = w->scale[(r / DS3_FP8_BLOCK) * nbc + c / DS3_FP8_BLOCK];
+            two = fp8_big(s);
+            s1 = _mm512_set1_ps(two ? 0x1p120f : s * 0x1p120f);
+            s2 = _mm512_set1_ps(s);
+        }
+        for (; c + 16 <= e; c += 16) {
+            __m512 v = two ? load_w(dt, row, c, 0, 0, s1, s2, 1) : load_w(dt, row, c, 0, 0, s1, s2, 0);
+            _mm512_storeu_ps(dst + (c - c0), v);
+        }
+        if (c < e) {
+            __mmask16 m = tail_mask(e - c);
+            __m512 v = two ? load_w(dt, row, c, m, 1, s1, s2, 1) : load_w(dt, row, c, m, 1, s1, s2, 0);
+            _mm512_mask_storeu_ps(dst + (c - c0), m, v);
+            c = e;
+        }
+    }
+}
+
+static void avx512_dequant_row(const ds3_mat *w, int64_t r, int64_t c0, int64_t c1, float *dst) {
+    switch (w->dtype) {
+    case DS3_DT_F32: deq_span(DS3_DT_F32, w, r, c0, c1, dst); break;
+    case DS3_DT_BF16: deq_span(DS3_DT_BF16, w, r, c0, c1, dst); break;
+    case DS3_DT_F16: deq_span(DS3_DT_F16, w, r, c0, c1, dst); break;
+    case DS3_DT_F8E4M3: deq_span(DS3_DT_F8E4M3, w, r, c0, c1, dst); break;
+    default: break;
+    }
+}
+
+/* ---- prefill: dequantized tile + 4-row x 6-token micro-kernel ------------------------------- */
+
+enum { RT = 16, KC = 1024, TG = 64, MT = 6 };
+
+/* acc[i][j] (row i of the 4-row group, token j) over kn columns of the tile; wt rows are KC apart
+ * and zero-padded to a multiple of 16, x rows ldx apart. Partial sums live in ab between column
+ * tiles; the last tile reduces them into y. */
+AI void micro(const int NT, const float *wt, const float *x, size_t ldx, int64_t kn, int first, int last,
+              __m512 *ab, float *y, size_t ldy, int nrow) {
+    __m512 acc[4][MT];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < NT; j++) acc[i][j] = first ? _mm512_setzero_ps() : ab[j * 4 + i];
+    int64_t k = 0;
+    for (; k + 16 <= kn; k += 16) {
+        __m512 wv[4];
+        for (int i = 0; i < 4; i++) wv[i] = _mm512_load_ps(wt + (size_t)i * KC + k);
+        for (int j = 0; j < NT; j++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)j * ldx + k);
+            for (int i = 0; i < 4; i++) acc[i][j] = _mm512_fmadd_ps(xv, wv[i], acc[i][j]);
+        }
+    }
+    if (k < kn) {
+        __mmask16 m = tail_mask(kn - k);
+        __m512 wv[4];
+        for (int i = 0; i < 4; i++) wv[i] = _mm512_load_ps(wt + (size_t)i * KC + k);
+        for (int j = 0; j < NT; j++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)j * ldx + k);
+            for (int i = 0; i < 4; i++) acc[i][j] = _mm512_fmadd_ps(xv, wv[i], acc[i][j]);
+        }
+    }
+    if (last) {
+        for (int j = 0; j < NT; j++)
+            for (int i = 0; i < nrow; i++) y[(size_t)j * ldy + i] = _mm512_reduce_add_ps(acc[i][j]);
+    } else {
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < NT; j++) ab[j * 4 + i] = acc[i][j];
+    }
+}
+
+static void micro_n(int nt, const float *wt, const float *x, size_t ldx, int64_t kn, int first, int last,
+                    __m512 *ab, float *y, size_t ldy, int nrow) {
+    switch (nt) {
+    case 1: micro(1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
+    case 2: micro(2, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
+    case 3: micro(3, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
+    case 4: micro(4, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
+    case 5: micro(5, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
+    default: micro(MT, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
+    }
+}
+
+AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T,
+                float *y, size_t ldy) {
+    _Alignas(64) float wt[RT * KC];         /* (RT, KC) dequantized tile, zero padded */
+    _Alignas(64) __m512 ab[RT / 4][TG * 4]; /* partial 16-lane sums per (row group, token, row) */
+    const int64_t K = w->cols;
+    for (int t0 = 0; t0 < T; t0 += TG) {
+        int tn = T - t0 < TG ? T - t0 : TG;
+        for (int64_t rt = r0; rt < r1; rt += RT) {
+            int rn = r1 - rt < RT ? (int)(r1 - rt) : RT;
+            for (int64_t kc = 0; kc < K; kc += KC) {
+                int64_t kn = K - kc < KC ? K - kc : KC, kn16 = (kn + 15) & ~(int64_t)15;
+                for (int i = 0; i < RT; i++) {
+                    float *d = wt + (size_t)i * KC;
+                    if (i < rn) {
+                        deq_span(dt, w, rt + i, kc, kc + kn, d);
+                        memset(d + kn, 0, (size_t)(kn16 - kn) * sizeof(float));
+                    } else if (i < ((rn + 3) & ~3)) {
+                        memset(d, 0, (size_t)kn16 * sizeof(float));
+                    }
+                }
+                int first = kc == 0, last = kc + kn == K;
+                for (int tb = 0; tb < tn; tb += MT) {
+                    int nt = tn - tb < MT ? tn - tb : MT;
+                    const float *xb = x + (size_t)(t0 + tb) * ldx + kc;
+                    for (int g = 0; g * 4 < rn; g++) {
+                        int nrow = rn - g * 4 < 4 ? rn - g * 4 : 4;
+                        float *yb = y + (size_t)(t0 + tb) * ldy + (size_t)(rt - r0) + (size_t)g * 4;
+                        micro_n(nt, wt + (size_t)g * 4 * KC, xb, ldx, kn, first, last, &ab[g][tb * 4], yb,
+                                ldy, nrow);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- entry points ---------------------------------------------------------------------------- */
+
+AI void matmul_dt(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T,
+                  float *y, size_t ldy) {
+    /* Both paths compute identical bits; the switch point only trades speed. */
+    if (T == 1) decode(dt, 1, w, r0, r1, x, ldx, y, ldy);
+    else if (T == 2) decode(dt, 2, w, r0, r1, x, ldx, y, ldy);
+    else if (T == 3) decode(dt, 3, w, r0, r1, x, ldx, y, ldy);
+    else prefill(dt, w, r0, r1, x, ldx, T, y, ldy);
+}
+
+static void matmul_f32(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
+                       size_t ldy) {
+    matmul_dt(DS3_DT_F32, w, r0, r1, x, ldx, T, y, ldy);
+}
+static void matmul_bf16(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
+                        size_t ldy) {
+    matmul_dt(DS3_DT_BF16, w, r0, r1, x, ldx, T, y, ldy);
+}
+static void matmul_f16(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
+                       size_t ldy) {
+    matmul_dt(DS3_DT_F16, w, r0, r1, x, ldx, T, y, ldy);
+}
+static void matmul_fp8(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
+                       size_t ldy) {
+    matmul_dt(DS3_DT_F8E4M3, w, r0, r1, x, ldx, T, y, ldy);
+}
+
+static void avx512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T,
+                          float *y, size_t ldy) {
+    if (r1 <= r0 || T <= 0) return;
+    switch (w->dtype) {
+    case DS3_DT_F32: matmul_f32(w, r0, r1, x, ldx, T, y, ldy); break;
+    case DS3_DT_BF16: matmul_bf16(w, r0, r1, x, ldx, T, y, ldy); break;
+    case DS3_DT_F16: matmul_f16(w, r0, r1, x, ldx, T, y, ldy); break;
+    case DS3_DT_F8E4M3: matmul_fp8(w, r0, r1, x, ldx, T, y, ldy); break;
+    default: break;
+    }
+}
+
+static float avx512_dot(int n, const float *a, const float *b) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+static void avx512_axpy(int n, float a, const float *x, float *y) {
+    __m512 av = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m,
+                              _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+const ds3_kernels ds3_kernels_avx512 = {
+    .name = "avx512",
+    .matmul = avx512_matmul,
+    .dequant_row = avx512_dequant_row,
+    .dot = avx512_dot,
+    .axpy = avx512_axpy,
+};
