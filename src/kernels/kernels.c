@@ -1,0 +1,131 @@
+/* kernels.c -- dtype helpers, scalar conversions and the once-at-startup choice of kernel set.
+ * The chosen set is a process-wide immutable pointer (ds3_kern). */
+#include "kernels.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const ds3_kernels *ds3_kern = &ds3_kernels_ref;
+float ds3_fp8_table[256];
+
+const char *ds3_dtype_name(ds3_dtype t) {
+    static const char *names[] = {"F32", "BF16", "F16", "F8_E4M3", "I32"};
+    return (unsigned)t < DS3_DT_COUNT ? names[t] : "?";
+}
+
+size_t ds3_dtype_size(ds3_dtype t) {
+    static const size_t sz[] = {4, 2, 2, 1, 4};
+    return (unsigned)t < DS3_DT_COUNT ? sz[t] : 0;
+}
+
+float ds3_e4m3_to_f32(uint8_t v) {
+    int e = (v >> 3) & 0xF, m = v & 7;
+    if (e == 0xF && m == 7) return NAN;
+    float r = e ? ldexpf(1.0f + m / 8.0f, e - 7) : ldexpf((float)m, -9);
+    return (v & 0x80) ? -r : r;
+}
+
+uint8_t ds3_f32_to_e4m3(float f) {
+    uint8_t sign = signbit(f) ? 0x80 : 0;
+    float a = fabsf(f);
+    if (isnan(f)) return 0x7F;
+    if (a >= 448.0f) return sign | 0x7E;
+    /* Search the 127 non-negative finite codes for the nearest; ties to even code. */
+    int best = 0;
+    float bd = INFINITY;
+    for (int c = 0; c < 0x7F; c++) {
+        float d = fabsf(ds3_e4m3_to_f32((uint8_t)c) - a);
+        if (d < bd || (d == bd && (c & 1) == 0)) {
+            bd = d;
+            best = c;
+        }
+    }
+    return sign | (uint8_t)best;
+}
+
+float ds3_f16_to_f32(uint16_t h) {
+    uint32_t s = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, m = h & 0x3FF;
+    union { uint32_t u; float f; } v;
+    if (e == 0) {
+        float r = ldexpf((float)m, -24);
+        return s ? -r : r;
+    } else if (e == 31) {
+        v.u = s | 0x7F800000u | (m << 13);
+    } else {
+        v.u = s | ((e + 112) << 23) | (m << 13);
+    }
+    return v.f;
+}
+
+uint16_t ds3_f32_to_f16(float f) {
+    union { float f; uint32_t u; } v = {f};
+    uint32_t s = (v.u >> 16) & 0x8000;
+    float a = fabsf(f);
+    if (isnan(f)) return (uint16_t)(s | 0x7E00);
+    if (a >= 65520.0f) return (uint16_t)(s | 0x7C00);
+    if (a < 6.103515625e-05f) { /* subnormal: multiples of 2^-24, round to nearest even */
+        float q = a * 16777216.0f;
+        float r = nearbyintf(q);
+        return (uint16_t)(s | (uint16_t)r);
+    }
+    uint32_t u = v.u & 0x7FFFFFFFu;
+    u += 0xFFFu + ((u >> 13) & 1u);
+    uint32_t e = (u >> 23) - 112, m = (u >> 13) & 0x3FF;
+    return (uint16_t)(s | (e << 10) | m);
+}
+
+static int cpu_has(const char *name) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (!strcmp(name, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(name, "avx512"))
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+#endif
+    return !strcmp(name, "ref");
+}
+
+const ds3_kernels *ds3_kernels_by_name(const char *name) {
+    if (!strcmp(name, "ref")) return &ds3_kernels_ref;
+#if defined(__x86_64__)
+    if (!strcmp(name, "avx2") && cpu_has("avx2") && ds3_kernels_avx2.matmul) return &ds3_kernels_avx2;
+    if (!strcmp(name, "avx512") && cpu_has("avx512") && ds3_kernels_avx512.matmul)
+        return &ds3_kernels_avx512;
+#endif
+    return NULL;
+}
+
+static void init_once(void) {
+    for (int i = 0; i < 256; i++) ds3_fp8_table[i] = ds3_e4m3_to_f32((uint8_t)i);
+    const char *env = getenv("DS3_KERNELS");
+    const ds3_kernels *k = NULL;
+    if (env && *env) {
+        k = ds3_kernels_by_name(env);
+        if (!k) fprintf(stderr, "ds3: DS3_KERNELS=%s is not available on this CPU; using the best set\n", env);
+    }
+    if (!k) k = ds3_kernels_by_name("avx512");
+    if (!k) k = ds3_kernels_by_name("avx2");
+    if (!k) k = &ds3_kernels_ref;
+    ds3_kern = k;
+}
+
+void ds3_kernels_init(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_once);
+}
+
+int ds3_kernels_set(const char *name) {
+    ds3_kernels_init();
+    const ds3_kernels *k = ds3_kernels_by_name(name);
+    if (!k) return -1;
+    ds3_kern = k;
+    return 0;
+}
+
+const char *ds3_kernels_name(void) {
+    ds3_kernels_init();
+    return ds3_kern->name;
+}

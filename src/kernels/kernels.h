@@ -1,0 +1,81 @@
+/* kernels.h -- the hot loops of ds3, one implementation per instruction set.
+ *
+ * Every kernel set (ref = plain scalar C, avx2, avx512) fills the same table. One set is chosen
+ * once at startup (ds3_kernels_init: the best the CPU supports, or DS3_KERNELS=ref|avx2|avx512).
+ * The scalar set is the reference twin: tests compare every SIMD kernel against it.
+ *
+ * Weights are row-major [rows, cols] matrices W (PyTorch's [out_features, in_features]) in their
+ * stored dtype; nothing is expanded in memory. FP8 (e4m3fn) weights carry F32 block scales
+ * `scale` of shape (ceil(rows/128), ceil(cols/128)): W[r][c] = e4m3(q[r][c]) * scale[r/128][c/128].
+ */
+#ifndef DS3_KERNELS_H
+#define DS3_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    DS3_DT_F32 = 0,
+    DS3_DT_BF16 = 1,
+    DS3_DT_F16 = 2,
+    DS3_DT_F8E4M3 = 3,  /* with F32 128x128 block scales */
+    DS3_DT_I32 = 4,     /* only for non-weight tensors read by tools */
+    DS3_DT_COUNT
+} ds3_dtype;
+
+const char *ds3_dtype_name(ds3_dtype t);
+size_t ds3_dtype_size(ds3_dtype t);  /* bytes per element */
+
+#define DS3_FP8_BLOCK 128
+
+/* A weight matrix view: what the kernels read. Immutable; data points into the mapped file. */
+typedef struct ds3_mat {
+    ds3_dtype dtype;
+    int64_t rows, cols;   /* (rows, cols) = (out_features, in_features) */
+    const void *data;     /* rows*cols elements, row-major */
+    const float *scale;   /* FP8 only: (ceil(rows/128), ceil(cols/128)) */
+} ds3_mat;
+
+typedef struct ds3_kernels {
+    const char *name;
+    /* y[t*ldy + (r - r0)] = sum_k x[t*ldx + k] * W[r][k]   for t in [0,T), r in [r0, r1).
+     * r0, r1 are absolute row indices of W (FP8 scales are looked up by absolute row). */
+    void (*matmul)(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T,
+                   float *y, size_t ldy);
+    /* dst[c - c0] = W[r][c] for c in [c0, c1), dequantized to f32. */
+    void (*dequant_row)(const ds3_mat *w, int64_t r, int64_t c0, int64_t c1, float *dst);
+    float (*dot)(int n, const float *a, const float *b);
+    void (*axpy)(int n, float a, const float *x, float *y);  /* y += a * x */
+} ds3_kernels;
+
+extern const ds3_kernels ds3_kernels_ref;
+extern const ds3_kernels ds3_kernels_avx2;    /* may be absent on non-x86 builds */
+extern const ds3_kernels ds3_kernels_avx512;
+
+/* The kernel set in use. ds3_kernels_init() is idempotent and thread-safe; every entry point
+ * that computes calls it. */
+extern const ds3_kernels *ds3_kern;
+void ds3_kernels_init(void);
+/* Look up a set by name if this CPU can run it; NULL otherwise. */
+const ds3_kernels *ds3_kernels_by_name(const char *name);
+/* Force a set (tests); returns 0 or -1 if unsupported here. */
+int ds3_kernels_set(const char *name);
+
+/* Scalar conversions shared by all sets. */
+static inline float ds3_bf16_to_f32(uint16_t b) {
+    union { uint32_t u; float f; } v = { (uint32_t)b << 16 };
+    return v.f;
+}
+static inline uint16_t ds3_f32_to_bf16(float f) {  /* round to nearest even; NaN stays NaN */
+    union { float f; uint32_t u; } v = { f };
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);
+    v.u += 0x7fffu + ((v.u >> 16) & 1u);
+    return (uint16_t)(v.u >> 16);
+}
+float ds3_f16_to_f32(uint16_t h);
+uint16_t ds3_f32_to_f16(float f);
+extern float ds3_fp8_table[256];  /* e4m3fn byte -> f32; filled by ds3_kernels_init */
+float ds3_e4m3_to_f32(uint8_t v);
+uint8_t ds3_f32_to_e4m3(float f);  /* round to nearest even, saturating at +-448 */
+
+#endif
