@@ -541,7 +541,8 @@ def main():
             "checks": checks(d, seqs, dec),
             "sensitivity_sequence": f"seq{len(seqs) - 1}",
             "sensitivity": probes(d, m, seqs),
-            "tolerance": {"logits_max_abs": 1e-4, "routing": "identical sets", "routing_weights_max_abs": 1e-5},
+            "tolerance": {"logits_max_abs": 1e-4, "routing": "identical sets",
+                          "routing_weights_max_abs": 1e-5 * max(1.0, cfg.rsf)},
         }
         with open(os.path.join(d, "manifest.json"), "w") as f:
             json.dump(man, f, indent=1)
