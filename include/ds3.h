@@ -94,6 +94,8 @@ ds3_session_params ds3_session_default_params(void);
 ds3_session *ds3_session_new(const ds3_model *m, const ds3_session_params *p, char *err, size_t errlen);
 void ds3_session_free(ds3_session *s);
 
+const ds3_model *ds3_session_model(const ds3_session *s);
+
 /* Forget all cached positions (both the main and the MTP cache). */
 void ds3_session_reset(ds3_session *s);
 /* Positions currently cached by the main model. */

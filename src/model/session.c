@@ -141,6 +141,8 @@ nomem:
     return NULL;
 }
 
+const ds3_model *ds3_session_model(const ds3_session *s) { return s->m; }
+
 void ds3_session_reset(ds3_session *s) {
     s->n_past = 0;
     s->mtp_n_past = 0;

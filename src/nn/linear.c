@@ -20,7 +20,9 @@ static void mm_worker(void *arg, int ith, int nth) {
 
 void ds3_mm(ds3_ctx *ctx, const ds3_mm_job *jobs, int n_jobs) {
     const int nth = ctx->nth;
-    if (nth == 1) {
+    double work = 0;
+    for (int i = 0; i < n_jobs; i++) work += (double)(jobs[i].r1 - jobs[i].r0) * jobs[i].w->cols * jobs[i].T;
+    if (nth == 1 || work < 65536.0) { /* too small to be worth waking the workers */
         for (int i = 0; i < n_jobs; i++)
             ds3_kern->matmul(jobs[i].w, jobs[i].r0, jobs[i].r1, jobs[i].x, jobs[i].ldx, jobs[i].T, jobs[i].y, jobs[i].ldy);
         return;

@@ -99,6 +99,7 @@ void ds3_mla_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     for (int t = 0; t < T; t++) memcpy(dst + (size_t)t * ldc + rkv, b->kv + (size_t)t * ldc + rkv, (size_t)dr * sizeof(float));
     ds3_rope_fwd(dst + rkv, T, (size_t)ldc, 1, 0, dr, pos0, rope_inv_freq, c->rope_cs_scale);
     attn_task a = {ctx, c, w, b->q, cache, b->o, T, pos0};
-    ds3_pool_run(ctx->pool, attn_worker, &a);
+    const double work = (double)H * T * ((double)c->qk_nope_head_dim * rkv * 2 + (double)(pos0 + T) * (ldc + rkv));
+    ds3_pool_run_sized(ctx->pool, attn_worker, &a, work);
     ds3_linear_fwd(ctx, &w->o, b->o, T, out);
 }

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -21,6 +22,7 @@ struct ds3_pool {
     atomic_uint gen;       /* bumped once per job */
     atomic_int pending;    /* workers still running the current job */
     atomic_int quit;
+    int serial;            /* ds3_pool_serial(): run jobs on the caller only */
     ds3_pool_fn fn;
     void *arg;
 };
@@ -43,6 +45,10 @@ static void *worker(void *a_) {
                !atomic_load(&p->quit)) {
             if (++spins < 20000) {
                 CPU_RELAX();
+                continue;
+            }
+            if (spins < 20100) { /* oversubscribed machine: let others run before sleeping */
+                sched_yield();
                 continue;
             }
             pthread_mutex_lock(&p->mu);
@@ -104,7 +110,7 @@ void ds3_pool_free(ds3_pool *p) {
 int ds3_pool_size(const ds3_pool *p) { return p->n; }
 
 void ds3_pool_run(ds3_pool *p, ds3_pool_fn fn, void *arg) {
-    if (p->n == 1) {
+    if (p->n == 1 || p->serial) {
         fn(arg, 0, 1);
         return;
     }
@@ -116,5 +122,13 @@ void ds3_pool_run(ds3_pool *p, ds3_pool_fn fn, void *arg) {
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     fn(arg, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) CPU_RELAX();
+    /* Spin briefly, then yield: when the machine has more runnable threads than cores, a
+     * worker may be waiting for our core. */
+    int spins = 0;
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        if (++spins < 5000) CPU_RELAX();
+        else sched_yield();
+    }
 }
+
+void ds3_pool_set_serial(ds3_pool *p, int on) { p->serial = on; }

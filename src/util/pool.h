@@ -14,6 +14,12 @@ ds3_pool *ds3_pool_new(int n_threads);  /* NULL on failure */
 void ds3_pool_free(ds3_pool *p);
 int ds3_pool_size(const ds3_pool *p);
 void ds3_pool_run(ds3_pool *p, ds3_pool_fn fn, void *arg);
+/* Run fn(arg, 0, 1) on the caller instead when the job is too small to be worth waking workers. */
+static inline void ds3_pool_run_sized(ds3_pool *p, ds3_pool_fn fn, void *arg, double work) {
+    if (work < 65536.0) fn(arg, 0, 1);
+    else ds3_pool_run(p, fn, arg);
+}
+void ds3_pool_set_serial(ds3_pool *p, int on);
 
 /* Split [0, n) into nth near-equal contiguous ranges, aligned to `align` items. */
 static inline void ds3_split(long n, int ith, int nth, long align, long *lo, long *hi) {
