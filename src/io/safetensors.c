@@ -177,12 +177,18 @@ int ds3_st_parse_header(const char *buf, size_t hlen, uint64_t data_len, const c
     }
     for (int i = 0; i < n; i++) order[i] = &t[i];
     qsort(order, (size_t)n, sizeof *order, cmp_begin);
-    for (int i = 1; i < n; i++)
-        if (order[i]->begin < order[i - 1]->end && order[i]->end > order[i]->begin) {
+    /* Compare each non-empty tensor with the furthest-reaching one before it (not just its
+     * neighbour: an empty tensor sorted in between must not hide an overlap). */
+    const ds3_st_tensor *reach = NULL;
+    for (int i = 0; i < n; i++) {
+        if (order[i]->end == order[i]->begin) continue;
+        if (reach && order[i]->begin < reach->end) {
             ds3_seterr(err, errlen, rc, "%s: tensors '%.200s' and '%.200s' overlap in the data buffer", path,
-                       order[i - 1]->name, order[i]->name);
+                       reach->name, order[i]->name);
             goto out;
         }
+        if (!reach || order[i]->end > reach->end) reach = order[i];
+    }
     rc = 0;
 out:
     free(order);
@@ -206,7 +212,8 @@ static int hash_insert(ds3_st *st, int idx) {
 }
 
 static int open_file(ds3_st *st, const char *path, const ds3_st_opts *o, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: a FIFO planted in the folder must not hang the open; S_ISREG refuses it. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return ds3_seterr(err, errlen, DS3_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
@@ -218,21 +225,26 @@ static int open_file(ds3_st *st, const char *path, const ds3_st_opts *o, char *e
         close(fd);
         return ds3_seterr(err, errlen, DS3_ERR_FORMAT, "%s: file is %zu bytes, too short for a safetensors header", path, size);
     }
-    st_file *f = &st->files[st->n_files];
+    /* Registered before anything can fail, so ds3_st_close releases whatever was acquired. */
+    int fi = st->n_files++;
+    st_file *f = &st->files[fi];
     memset(f, 0, sizeof *f);
     f->path = strdup(path);
     f->size = size;
+    if (!f->path) {
+        close(fd);
+        return ds3_seterr(err, errlen, DS3_ERR_NOMEM, "%s: out of memory", path);
+    }
     if (o->use_mmap) {
-        f->base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (f->base == MAP_FAILED) {
-            f->base = NULL;
+        void *base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (base == MAP_FAILED) {
             close(fd);
             return ds3_seterr(err, errlen, DS3_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
         }
+        f->base = base;
         f->mapped = 1;
         if (o->use_mlock && mlock(f->base, size) != 0) {
             close(fd);
-            st->n_files++;
             return ds3_seterr(err, errlen, DS3_ERR_IO, "%s: mlock failed: %s (raise ulimit -l)", path, strerror(errno));
         }
     } else {
@@ -247,20 +259,21 @@ static int open_file(ds3_st *st, const char *path, const ds3_st_opts *o, char *e
             if (r <= 0) {
                 if (r < 0 && errno == EINTR) continue;
                 close(fd);
-                st->n_files++;
                 return ds3_seterr(err, errlen, DS3_ERR_IO, "%s: short read", path);
             }
             got += (size_t)r;
         }
     }
     close(fd);
-    int fi = st->n_files++;
     const uint8_t *p = f->base;
     uint64_t hlen = 0;
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)p[i] << (8 * i);
-    if (hlen > MAX_HEADER || hlen > size - 8)
+    if (hlen > size - 8)
         return ds3_seterr(err, errlen, DS3_ERR_FORMAT, "%s: header length %llu is past the end of the file (%zu bytes)",
                           path, (unsigned long long)hlen, size);
+    if (hlen > MAX_HEADER)
+        return ds3_seterr(err, errlen, DS3_ERR_FORMAT, "%s: header length %llu is over the %u-byte limit", path,
+                          (unsigned long long)hlen, MAX_HEADER);
     ds3_st_tensor *t;
     int n;
     int rc = ds3_st_parse_header((const char *)p + 8, (size_t)hlen, size - 8 - hlen, path, &t, &n, err, errlen);
@@ -346,6 +359,10 @@ int ds3_st_open_dir(const char *dir, const ds3_st_opts *o, ds3_st **out, char *e
             goto fail;
         }
         names = calloc(json_object_size(wm), sizeof *names);
+        if (!names) {
+            rc = ds3_seterr(err, errlen, DS3_ERR_NOMEM, "%s: out of memory", path);
+            goto fail;
+        }
         const char *k;
         json_t *v;
         json_object_foreach(wm, k, v) {
@@ -368,22 +385,34 @@ int ds3_st_open_dir(const char *dir, const ds3_st_opts *o, ds3_st **out, char *e
         ds3_path_join(path, sizeof path, dir, "model.safetensors");
         if (access(path, F_OK) == 0) {
             names = calloc(1, sizeof *names);
-            names[n_names++] = strdup("model.safetensors");
+            if (!names || !(names[0] = strdup("model.safetensors"))) {
+                rc = ds3_seterr(err, errlen, DS3_ERR_NOMEM, "out of memory");
+                goto fail;
+            }
+            n_names = 1;
         } else {
             DIR *d = opendir(dir);
-            struct dirent *e;
+            struct dirent *e = NULL;
             int cap = 0;
             while (d && (e = readdir(d))) {
                 size_t l = strlen(e->d_name);
                 if (l > 12 && !strcmp(e->d_name + l - 12, ".safetensors")) {
                     if (n_names == cap) {
-                        cap = cap ? cap * 2 : 16;
-                        names = realloc(names, (size_t)cap * sizeof *names);
+                        int nc = cap ? cap * 2 : 16;
+                        char **nn = realloc(names, (size_t)nc * sizeof *names);
+                        if (!nn) break;
+                        names = nn;
+                        cap = nc;
                     }
-                    names[n_names++] = strdup(e->d_name);
+                    if (!(names[n_names] = strdup(e->d_name))) break;
+                    n_names++;
                 }
             }
             if (d) closedir(d);
+            if (e) {
+                rc = ds3_seterr(err, errlen, DS3_ERR_NOMEM, "%s: out of memory listing the folder", dir);
+                goto fail;
+            }
             if (n_names == 0) {
                 rc = ds3_seterr(err, errlen, DS3_ERR_IO, "%s: no model.safetensors.index.json and no *.safetensors files", dir);
                 goto fail;
@@ -396,10 +425,27 @@ int ds3_st_open_dir(const char *dir, const ds3_st_opts *o, ds3_st **out, char *e
         goto fail;
     }
     st->files = calloc((size_t)n_names, sizeof *st->files);
+    if (!st->files) {
+        rc = ds3_seterr(err, errlen, DS3_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     for (int i = 0; i < n_names; i++) {
-        ds3_path_join(path, sizeof path, dir, names[i]);
+        if (ds3_path_join(path, sizeof path, dir, names[i]) != 0) {
+            rc = ds3_seterr(err, errlen, DS3_ERR_IO, "%s: path of shard '%.200s' is too long", dir, names[i]);
+            goto fail;
+        }
         if (access(path, F_OK) != 0) {
-            rc = ds3_seterr(err, errlen, DS3_ERR_IO, "%s: shard '%s' named by the index is missing", dir, names[i]);
+            /* Name one tensor the index puts there, so the message says what is lost. */
+            const char *k, *lost = "?";
+            json_t *v;
+            json_object_foreach(json_object_get(idx, "weight_map"), k, v) {
+                if (!strcmp(json_string_value(v), names[i])) {
+                    lost = k;
+                    break;
+                }
+            }
+            rc = ds3_seterr(err, errlen, DS3_ERR_IO, "%s: shard '%s' named by the index (for tensor '%.200s' and maybe more) is missing",
+                            dir, names[i], lost);
             goto fail;
         }
         if ((rc = open_file(st, path, o, err, errlen))) goto fail;

@@ -24,6 +24,14 @@ static int is_float_dtype(int dt) {
 
 static const char *tfile(binder *b, const ds3_st_tensor *t) { return ds3_st_file_path(b->m->st, t->file); }
 
+/* "[d0, d1, ...]" of a tensor as stored (at most 8 dims of at most 2^40: fits 160 bytes). */
+static const char *shape_str(const ds3_st_tensor *t, char buf[160]) {
+    int o = snprintf(buf, 160, "[");
+    for (int i = 0; i < t->ndim && o < 150; i++) o += snprintf(buf + o, 160 - (size_t)o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    snprintf(buf + o, 160 - (size_t)o, "]");
+    return buf;
+}
+
 /* Bind a 2-D weight (rows, cols). required = 0: leaves *out zeroed when absent. */
 static int bind_mat(binder *b, ds3_mat *out, const char *name, int64_t rows, int64_t cols, int required) {
     memset(out, 0, sizeof *out);
@@ -35,12 +43,11 @@ static int bind_mat(binder *b, ds3_mat *out, const char *name, int64_t rows, int
     if (!is_float_dtype(t->dtype))
         return ds3_seterr(b->err, b->errlen, DS3_ERR_FORMAT, "%s: tensor '%s': dtype %s is not supported for weights",
                           tfile(b, t), name, t->dtype_str);
+    char sb[160];
     if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
         return ds3_seterr(b->err, b->errlen, DS3_ERR_FORMAT,
-                          "%s: tensor '%s': shape [%lld, %lld]%s does not match config.json (expected [%lld, %lld])",
-                          tfile(b, t), name, (long long)(t->ndim > 0 ? t->shape[0] : 0),
-                          (long long)(t->ndim > 1 ? t->shape[1] : 0), t->ndim != 2 ? " (not 2-D)" : "",
-                          (long long)rows, (long long)cols);
+                          "%s: tensor '%s': shape %s%s does not match config.json (expected [%lld, %lld])", tfile(b, t),
+                          name, shape_str(t, sb), t->ndim != 2 ? " (not 2-D)" : "", (long long)rows, (long long)cols);
     t->used = 1;
     out->dtype = (ds3_dtype)t->dtype;
     out->rows = rows;
@@ -55,8 +62,9 @@ static int bind_mat(binder *b, ds3_mat *out, const char *name, int64_t rows, int
             return ds3_seterr(b->err, b->errlen, DS3_ERR_FORMAT, "%s: FP8 tensor '%s' has no '%s'", b->dir, name, sname);
         if (s->dtype != DS3_DT_F32 || s->ndim != 2 || s->shape[0] != br || s->shape[1] != bc)
             return ds3_seterr(b->err, b->errlen, DS3_ERR_FORMAT,
-                              "%s: tensor '%s': expected F32 [%lld, %lld] block scales for [%lld, %lld] weights",
-                              tfile(b, s), sname, (long long)br, (long long)bc, (long long)rows, (long long)cols);
+                              "%s: tensor '%s': is %s %s, expected F32 [%lld, %lld] block scales for [%lld, %lld] weights",
+                              tfile(b, s), sname, s->dtype_str, shape_str(s, sb), (long long)br, (long long)bc,
+                              (long long)rows, (long long)cols);
         const float *sc = s->data;
         for (int64_t i = 0; i < br * bc; i++)
             if (!isfinite(sc[i]) || sc[i] <= 0.0f)
@@ -80,11 +88,11 @@ static int bind_vec(binder *b, float **out, const char *name, int64_t n, int req
     if (t->dtype != DS3_DT_F32 && t->dtype != DS3_DT_BF16 && t->dtype != DS3_DT_F16)
         return ds3_seterr(b->err, b->errlen, DS3_ERR_FORMAT, "%s: tensor '%s': dtype %s is not supported for a vector",
                           tfile(b, t), name, t->dtype_str);
+    char sb[160];
     if (t->ndim != 1 || t->shape[0] != n)
         return ds3_seterr(b->err, b->errlen, DS3_ERR_FORMAT,
-                          "%s: tensor '%s': shape [%lld]%s does not match config.json (expected [%lld])", tfile(b, t),
-                          name, (long long)(t->ndim > 0 ? t->shape[0] : 0), t->ndim != 1 ? " (not 1-D)" : "",
-                          (long long)n);
+                          "%s: tensor '%s': shape %s%s does not match config.json (expected [%lld])", tfile(b, t), name,
+                          shape_str(t, sb), t->ndim != 1 ? " (not 1-D)" : "", (long long)n);
     float *v = malloc((size_t)n * sizeof *v);
     if (!v) return ds3_seterr(b->err, b->errlen, DS3_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < n; i++) {

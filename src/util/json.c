@@ -78,10 +78,39 @@ int ds3_json_str(const json_t *obj, const char *key, int required, const char *d
     return 0;
 }
 
+/* jansson names a duplicate key only when it is at most 20 bytes long; the key is the string
+ * token that ends at the error position, so find its opening quote and name it ourselves. */
+static int duplicate_key(const char *buf, size_t len, const json_error_t *je, const char **key, int *klen) {
+#if JANSSON_VERSION_HEX >= 0x020b00
+    if (json_error_code(je) != json_error_duplicate_key) return 0;
+#else
+    if (!strstr(je->text, "duplicate object key")) return 0;
+#endif
+    if (je->position < 2 || (size_t)je->position > len || buf[je->position - 1] != '"') return 0;
+    size_t end = (size_t)je->position - 1;
+    for (size_t b = end; b-- > 0;) {
+        if (buf[b] != '"') continue;
+        size_t bs = 0;
+        while (bs < b && buf[b - 1 - bs] == '\\') bs++;
+        if (bs % 2) continue;
+        *key = buf + b + 1;
+        *klen = (int)(end - b - 1 > 200 ? 200 : end - b - 1);
+        return 1;
+    }
+    return 0;
+}
+
 json_t *ds3_json_parse(const char *buf, size_t len, const char *file, char *err, size_t errlen) {
     json_error_t je;
     json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-    if (!j) ds3_seterr(err, errlen, DS3_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", file, je.line,
-                       je.column, je.text);
-    return j;
+    const char *key;
+    int klen;
+    if (j) return j;
+    if (duplicate_key(buf, len, &je, &key, &klen))
+        ds3_seterr(err, errlen, DS3_ERR_FORMAT, "%s: invalid JSON at line %d column %d: duplicate key '%.*s'", file,
+                   je.line, je.column, klen, key);
+    else
+        ds3_seterr(err, errlen, DS3_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", file, je.line, je.column,
+                   je.text);
+    return NULL;
 }
