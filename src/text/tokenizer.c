@@ -339,7 +339,7 @@ static char *config_token_text(json_t *j) {
  *   \h / \H  -> hex digit (Oniguruma), not horizontal space (PCRE2);
  *   \w / \W  -> Letter | Mark | Decimal_Number | Connector_Punctuation (Oniguruma's Unicode \w).
  * Everything else is copied: \p{..} classes, lookarounds, (?i) etc. mean the same in both. */
-static char *translate_regex(const char *src, size_t n, size_t *out_len) {
+char *ds3_tokenizer_translate_regex(const char *src, size_t n, size_t *out_len) {
     size_t cap = n * 4 + 64 + 200, o = 0;
     /* Worst case growth per source byte is bounded by the longest replacement below. */
     size_t need = n * (sizeof WS_CLASS + 16) + 16;
@@ -426,7 +426,7 @@ static int compile_regex(ds3_tokenizer *t, pt_step *st, const char *pat, size_t 
     size_t tl = n;
     char *tp = NULL;
     if (!literal) {
-        tp = translate_regex(pat, n, &tl);
+        tp = ds3_tokenizer_translate_regex(pat, n, &tl);
         if (!tp) return ds3_seterr(err, errlen, DS3_ERR_NOMEM, "%s: %s: out of memory", t->name, field);
     }
     int ec;

@@ -74,6 +74,10 @@ typedef int (*ds3_piece_fn)(void *ctx, const char *piece, size_t len);
 int ds3_tokenizer_pretokenize(const ds3_tokenizer *t, const char *text, size_t len, ds3_piece_fn fn, void *ctx,
                               char *err, size_t errlen);
 
+/* The Oniguruma -> PCRE2 regex translation used for pre-tokenizer patterns (malloc'd, NUL-terminated;
+ * NULL on allocation failure). Exposed for tests and docs/tokenizer.md. */
+char *ds3_tokenizer_translate_regex(const char *src, size_t n, size_t *out_len);
+
 /* GPT-2's byte-level alphabet: the code point that stands for byte b. */
 uint32_t ds3_bytelevel_char(unsigned char b);
 
