@@ -103,3 +103,192 @@ void ds3_mla_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     ds3_pool_run_sized(ctx->pool, attn_worker, &a, work);
     ds3_linear_fwd(ctx, &w->o, b->o, T, out);
 }
+
+/* ---- training ---- */
+/* Naive MLA (spec 3.6) for B sequences of T tokens at positions 0..T-1:
+ *   a    = x wa^T = [q_a x | c_kv | k_pe]  (q-LoRA)   or  [q_proj x | c_kv | k_pe]
+ *   q    = q_b rmsnorm(q_a x) (or q_proj x); q_pe roped;  cn = rmsnorm(c_kv);  kpe = rope(k_pe)
+ *   kvb  = cn kv_b^T = per head [k_nope | v];  k_h = [k_nope_h | kpe]
+ *   P    = softmax_causal(scale q_h k_h^T);  o_h = P v_h;  out = o wo^T
+ * One (sequence, head) pair per task; each task uses only its own thread scratch, and dk_pe is
+ * kept per head and summed afterwards in head order, so nothing depends on the thread count. */
+
+size_t ds3_mla_train_tbuf_floats(const ds3_config *c, int T) {
+    const int dq = c->qk_head_dim, dv = c->v_head_dim;
+    return (size_t)T * (2 * dq + dv) + (size_t)T * T + 64;
+}
+
+typedef struct {
+    const ds3_ctx *ctx;
+    const ds3_config *c;
+    const ds3_mla_act *act;
+    const float *dO;     /* backward: (N, H*dv) */
+    ds3_mla_scratch *sc; /* backward */
+    int B, T;
+} tattn_task;
+
+/* Kh (T, dq) = [k_nope_h | kpe] of sequence b */
+static void gather_k(const ds3_config *c, const ds3_mla_act *act, int b, int h, int T, float *Kh) {
+    const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dq = dn + dr;
+    for (int t = 0; t < T; t++) {
+        const size_t n = (size_t)b * T + t;
+        memcpy(Kh + (size_t)t * dq, act->kvb + (n * H + h) * (dn + dv), (size_t)dn * sizeof(float));
+        memcpy(Kh + (size_t)t * dq + dn, act->kpe + n * dr, (size_t)dr * sizeof(float));
+    }
+}
+
+static void tattn_fwd_worker(void *arg, int ith, int nth) {
+    const tattn_task *a = arg;
+    const ds3_config *c = a->c;
+    const int H = c->n_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim, dq = c->qk_head_dim, T = a->T;
+    const float scale = c->softmax_scale;
+    float *Kh = a->ctx->tbuf[ith];
+    for (int bh = ith; bh < a->B * H; bh += nth) {
+        const int b = bh / H, h = bh % H;
+        const size_t n0 = (size_t)b * T;
+        float *P = a->act->p + (size_t)bh * T * T;
+        gather_k(c, a->act, b, h, T, Kh);
+        ds3_tmm_job js = {DS3_TMM_NT, 0, T, T, dq, a->act->q + (n0 * H + h) * dq, (size_t)H * dq, Kh, dq, P, T};
+        ds3_tmm_rows(&js, 0, T);
+        for (int t = 0; t < T; t++) {
+            float *row = P + (size_t)t * T;
+            float mx = -INFINITY;
+            for (int s = 0; s <= t; s++) {
+                row[s] *= scale;
+                mx = row[s] > mx ? row[s] : mx;
+            }
+            double sum = 0;
+            for (int s = 0; s <= t; s++) sum += (row[s] = expf(row[s] - mx));
+            const float inv = (float)(1.0 / sum);
+            for (int s = 0; s <= t; s++) row[s] *= inv;
+            for (int s = t + 1; s < T; s++) row[s] = 0;
+        }
+        ds3_tmm_job jo = {DS3_TMM_NN, 0, T, dv, T, P, T, a->act->kvb + (n0 * H + h) * (dn + dv) + dn,
+                          (size_t)H * (dn + dv), a->act->o + (n0 * H + h) * dv, (size_t)H * dv};
+        ds3_tmm_rows(&jo, 0, T);
+    }
+}
+
+static void tattn_bwd_worker(void *arg, int ith, int nth) {
+    const tattn_task *a = arg;
+    const ds3_config *c = a->c;
+    const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int dq = dn + dr, T = a->T;
+    const float scale = c->softmax_scale;
+    float *Kh = a->ctx->tbuf[ith];               /* (T, dq) */
+    float *Vh = Kh + (size_t)T * dq;             /* (T, dv) */
+    float *dKh = Vh + (size_t)T * dv;            /* (T, dq) */
+    float *dP = dKh + (size_t)T * dq;            /* (T, T) */
+    ds3_mla_scratch *sc = a->sc;
+    for (int bh = ith; bh < a->B * H; bh += nth) {
+        const int b = bh / H, h = bh % H;
+        const size_t n0 = (size_t)b * T;
+        const float *P = a->act->p + (size_t)bh * T * T;
+        gather_k(c, a->act, b, h, T, Kh);
+        for (int t = 0; t < T; t++)
+            memcpy(Vh + (size_t)t * dv, a->act->kvb + ((n0 + t) * H + h) * (dn + dv) + dn, (size_t)dv * sizeof(float));
+        const float *dOh = a->dO + (n0 * H + h) * dv;
+        ds3_tmm_job j1 = {DS3_TMM_NT, 0, T, T, dv, dOh, (size_t)H * dv, Vh, dv, dP, T};       /* dP = dO V^T */
+        ds3_tmm_rows(&j1, 0, T);
+        ds3_tmm_job j2 = {DS3_TMM_TN, 0, T, dv, T, P, T, dOh, (size_t)H * dv,                /* dV = P^T dO */
+                          sc->dkvb + (n0 * H + h) * (dn + dv) + dn, (size_t)H * (dn + dv)};
+        ds3_tmm_rows(&j2, 0, T);
+        for (int t = 0; t < T; t++) {
+            const float *p = P + (size_t)t * T;
+            float *g = dP + (size_t)t * T;
+            double dot = 0;
+            for (int s = 0; s <= t; s++) dot += (double)p[s] * g[s];
+            for (int s = 0; s <= t; s++) g[s] = p[s] * (g[s] - (float)dot) * scale;
+            for (int s = t + 1; s < T; s++) g[s] = 0;
+        }
+        ds3_tmm_job j3 = {DS3_TMM_NN, 0, T, dq, T, dP, T, Kh, dq, sc->dq + (n0 * H + h) * dq, (size_t)H * dq};
+        ds3_tmm_rows(&j3, 0, T);                                                             /* dQ = dS K */
+        ds3_tmm_job j4 = {DS3_TMM_TN, 0, T, dq, T, dP, T, a->act->q + (n0 * H + h) * dq, (size_t)H * dq, dKh, dq};
+        ds3_tmm_rows(&j4, 0, T);                                                             /* dK = dS^T Q */
+        for (int t = 0; t < T; t++) {
+            const size_t n = n0 + t;
+            memcpy(sc->dkvb + (n * H + h) * (dn + dv), dKh + (size_t)t * dq, (size_t)dn * sizeof(float));
+            memcpy(sc->dkpe_h + (n * H + h) * dr, dKh + (size_t)t * dq + dn, (size_t)dr * sizeof(float));
+        }
+    }
+}
+
+void ds3_mla_fwd_t(ds3_ctx *ctx, const ds3_config *c, const ds3_tlayer *w, const float *rope_inv_freq,
+                   const float *x, int B, int T, float *out, ds3_mla_act *act) {
+    const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int dq = dn + dr, rkv = c->kv_lora_rank, rq = c->q_lora_rank, d = c->hidden_size, N = B * T;
+    const int n1 = rq > 0 ? rq : H * dq, lda = n1 + rkv + dr;
+    ds3_tmm_job ja = {DS3_TMM_NT, 0, N, lda, d, x, d, w->wa, d, act->a, lda};
+    ds3_tmm(ctx->pool, &ja, 1);
+    if (rq > 0) {
+        ds3_rmsnorm_fwd_t(act->qan, rq, act->qa_rstd, act->a, lda, w->q_a_norm, N, rq, c->rms_norm_eps);
+        ds3_tmm_job jq = {DS3_TMM_NT, 0, N, H * dq, rq, act->qan, rq, w->q_b, rq, act->q, (size_t)H * dq};
+        ds3_tmm(ctx->pool, &jq, 1);
+    } else {
+        for (int t = 0; t < N; t++)
+            memcpy(act->q + (size_t)t * H * dq, act->a + (size_t)t * lda, (size_t)H * dq * sizeof(float));
+    }
+    ds3_rmsnorm_fwd_t(act->cn, rkv, act->kv_rstd, act->a + n1, lda, w->kv_a_norm, N, rkv, c->rms_norm_eps);
+    for (int t = 0; t < N; t++)
+        memcpy(act->kpe + (size_t)t * dr, act->a + (size_t)t * lda + n1 + rkv, (size_t)dr * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        ds3_rope_fwd(act->q + (size_t)b * T * H * dq + dn, T, (size_t)H * dq, H, dq, dr, 0, rope_inv_freq,
+                     c->rope_cs_scale);
+        ds3_rope_fwd(act->kpe + (size_t)b * T * dr, T, dr, 1, 0, dr, 0, rope_inv_freq, c->rope_cs_scale);
+    }
+    ds3_tmm_job jk = {DS3_TMM_NT, 0, N, H * (dn + dv), rkv, act->cn, rkv, w->kv_b, rkv, act->kvb, (size_t)H * (dn + dv)};
+    ds3_tmm(ctx->pool, &jk, 1);
+    tattn_task at = {ctx, c, act, NULL, NULL, B, T};
+    ds3_pool_run(ctx->pool, tattn_fwd_worker, &at);
+    ds3_tmm_job jo = {DS3_TMM_NT, 0, N, d, H * dv, act->o, (size_t)H * dv, w->o, (size_t)H * dv, out, d};
+    ds3_tmm(ctx->pool, &jo, 1);
+}
+
+void ds3_mla_bwd(ds3_ctx *ctx, const ds3_config *c, const ds3_tlayer *w, ds3_tlayer *gw, const float *rope_inv_freq,
+                 const float *x, int B, int T, const float *dout, float *dx, const ds3_mla_act *act,
+                 ds3_mla_scratch *sc) {
+    const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int dq = dn + dr, rkv = c->kv_lora_rank, rq = c->q_lora_rank, d = c->hidden_size, N = B * T;
+    const int n1 = rq > 0 ? rq : H * dq, lda = n1 + rkv + dr;
+    ds3_tmm_job j1[2] = {
+        {DS3_TMM_NN, 0, N, H * dv, d, dout, d, w->o, (size_t)H * dv, sc->dO, (size_t)H * dv},
+        {DS3_TMM_TN, 1, d, H * dv, N, dout, d, act->o, (size_t)H * dv, gw->o, (size_t)H * dv},
+    };
+    ds3_tmm(ctx->pool, j1, 2);
+    tattn_task at = {ctx, c, act, sc->dO, sc, B, T};
+    ds3_pool_run(ctx->pool, tattn_bwd_worker, &at);
+    /* dk_pe: sum over heads in order, into its columns of da; rope backward on it and on dq_pe */
+    for (int t = 0; t < N; t++) {
+        float *g = sc->da + (size_t)t * lda + n1 + rkv;
+        memset(g, 0, (size_t)dr * sizeof(float));
+        for (int h = 0; h < H; h++) {
+            const float *s = sc->dkpe_h + ((size_t)t * H + h) * dr;
+            for (int i = 0; i < dr; i++) g[i] += s[i];
+        }
+    }
+    for (int b = 0; b < B; b++) {
+        ds3_rope_bwd(sc->dq + (size_t)b * T * H * dq + dn, T, (size_t)H * dq, H, dq, dr, 0, rope_inv_freq,
+                     c->rope_cs_scale);
+        ds3_rope_bwd(sc->da + (size_t)b * T * lda + n1 + rkv, T, lda, 1, 0, dr, 0, rope_inv_freq, c->rope_cs_scale);
+    }
+    ds3_tmm_job j2[4] = {
+        {DS3_TMM_NN, 0, N, rkv, H * (dn + dv), sc->dkvb, (size_t)H * (dn + dv), w->kv_b, rkv, sc->dcn, rkv},
+        {DS3_TMM_TN, 1, H * (dn + dv), rkv, N, sc->dkvb, (size_t)H * (dn + dv), act->cn, rkv, gw->kv_b, rkv},
+        {DS3_TMM_NN, 0, N, rq, H * dq, sc->dq, (size_t)H * dq, w->q_b, rq, sc->dqan, rq},
+        {DS3_TMM_TN, 1, H * dq, rq, N, sc->dq, (size_t)H * dq, act->qan, rq, gw->q_b, rq},
+    };
+    ds3_tmm(ctx->pool, j2, rq > 0 ? 4 : 2);
+    for (int t = 0; t < N; t++) {
+        float *g = sc->da + (size_t)t * lda;
+        if (rq > 0) memset(g, 0, (size_t)rq * sizeof(float));
+        else memcpy(g, sc->dq + (size_t)t * H * dq, (size_t)H * dq * sizeof(float));
+        memset(g + n1, 0, (size_t)rkv * sizeof(float));
+    }
+    ds3_rmsnorm_bwd(sc->da + n1, lda, gw->kv_a_norm, sc->dcn, rkv, act->a + n1, lda, w->kv_a_norm, act->kv_rstd, N, rkv);
+    if (rq > 0) ds3_rmsnorm_bwd(sc->da, lda, gw->q_a_norm, sc->dqan, rq, act->a, lda, w->q_a_norm, act->qa_rstd, N, rq);
+    ds3_tmm_job j3[2] = {
+        {DS3_TMM_NN, 0, N, d, lda, sc->da, lda, w->wa, d, dx, d},
+        {DS3_TMM_TN, 1, lda, d, N, sc->da, lda, x, d, gw->wa, d},
+    };
+    ds3_tmm(ctx->pool, j3, 2);
+}

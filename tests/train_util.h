@@ -1,0 +1,73 @@
+/* train_util.h -- helpers shared by the tests/test_train_*.c binaries: tiny configs, random
+ * fills, an execution context, and a finite-difference checker for directional derivatives. */
+#ifndef DS3_TEST_TRAIN_UTIL_H
+#define DS3_TEST_TRAIN_UTIL_H
+
+#include <string.h>
+
+#include "harness.h"
+#include "model/config.h"
+#include "nn/nn.h"
+#include "train/tmodel.h"
+#include "util/common.h"
+
+static uint64_t tu_rng = 12345;
+static float tu_uniform(void) { return (float)((ds3_rng_next(&tu_rng) >> 40) / 16777216.0 * 2.0 - 1.0); }
+static void tu_fill(float *x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * tu_uniform();
+}
+static float *tu_rand(size_t n, float scale) {
+    float *x = ds3_alloc_aligned((n ? n : 1) * sizeof(float));
+    tu_fill(x, n, scale);
+    return x;
+}
+static float *tu_zeros(size_t n) { return ds3_alloc_aligned((n ? n : 1) * sizeof(float)); }
+
+static int tu_config(ds3_config *c, const char *json) {
+    char err[DS3_ERR_LEN];
+    int rc = ds3_config_parse(c, json, strlen(json), "test-config", err, sizeof err);
+    if (rc) fprintf(stderr, "config: %s\n", err);
+    return rc;
+}
+
+static ds3_ctx tu_ctx(int nth, size_t tbuf_floats) {
+    ds3_ctx c;
+    memset(&c, 0, sizeof c);
+    c.nth = nth;
+    c.pool = ds3_pool_new(nth);
+    c.tbuf_floats = tbuf_floats;
+    c.tbuf = calloc((size_t)nth, sizeof(float *));
+    for (int i = 0; i < nth; i++) c.tbuf[i] = tu_zeros(tbuf_floats);
+    return c;
+}
+static void tu_ctx_free(ds3_ctx *c) {
+    for (int i = 0; i < c->nth; i++) free(c->tbuf[i]);
+    free(c->tbuf);
+    ds3_pool_free(c->pool);
+}
+
+static double tu_dot(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* Check the gradient g of loss() with respect to x (n floats) along a random direction:
+ * (loss(x + e u) - loss(x - e u)) / 2e  vs  g . u.  Returns the relative error. */
+typedef double (*tu_loss_fn)(void *ctx);
+static double tu_fd(tu_loss_fn loss, void *ctx, float *x, const float *g, size_t n, float eps) {
+    float *u = tu_rand(n, 1.0f), *x0 = tu_zeros(n);
+    memcpy(x0, x, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = x0[i] + eps * u[i];
+    double lp = loss(ctx);
+    for (size_t i = 0; i < n; i++) x[i] = x0[i] - eps * u[i];
+    double lm = loss(ctx);
+    memcpy(x, x0, n * sizeof(float));
+    double fd = (lp - lm) / (2.0 * eps), an = tu_dot(g, u, n);
+    free(u);
+    free(x0);
+    double den = fabs(fd) > fabs(an) ? fabs(fd) : fabs(an);
+    return den < 1e-9 ? 0.0 : fabs(fd - an) / den;
+}
+
+#endif
