@@ -163,7 +163,7 @@ void ds3_tmodel_free(ds3_tmodel *m) {
                  m->dxn, m->tmp, m->dgu, m->dfa, m->mla_sc.dO, m->mla_sc.dq, m->mla_sc.dkvb, m->mla_sc.dkpe_h,
                  m->mla_sc.dcn, m->mla_sc.dqan, m->mla_sc.da, m->moe_sc.xg, m->moe_sc.dyg, m->moe_sc.dgu,
                  m->moe_sc.da, m->moe_sc.dxg, m->moe_sc.dsgu, m->moe_sc.dsa, m->moe_sc.dwts, m->moe_sc.dlogits,
-                 m->moe_sc.rscratch, m->moe_sc.jobs, m->mtp_tgt, m->e, m->rstd_e, m->rstd_hn, m->cat, m->dcat,
+                 m->moe_sc.rscratch, m->moe_sc.jobs, m->mtp_tgt, m->mtp_nxt, m->e, m->rstd_e, m->rstd_hn, m->cat, m->dcat,
                  m->z0, m->z1, m->zf, m->rstd_z, m->dzf, m->dz};
     for (size_t i = 0; i < sizeof p / sizeof *p; i++) free(p[i]);
     free(m);
@@ -256,7 +256,7 @@ ds3_tmodel *ds3_tmodel_new(const ds3_config *c, int Bmax, int T, int n_threads, 
         ALLOC(S->rscratch, 2 * (size_t)Nr + c->n_group + 8); ALLOC(S->jobs, 2 * (size_t)Nr + 8);
     }
     if (m->use_mtp) {
-        ALLOC(m->mtp_tgt, N); ALLOC(m->e, N * d); ALLOC(m->rstd_e, N); ALLOC(m->rstd_hn, N); ALLOC(m->cat, N * 2 * d);
+        ALLOC(m->mtp_tgt, N); ALLOC(m->mtp_nxt, N); ALLOC(m->e, N * d); ALLOC(m->rstd_e, N); ALLOC(m->rstd_hn, N); ALLOC(m->cat, N * 2 * d);
         ALLOC(m->dcat, N * 2 * d); ALLOC(m->z0, N * d); ALLOC(m->z1, N * d); ALLOC(m->zf, N * d); ALLOC(m->rstd_z, N);
         ALLOC(m->dzf, N * d); ALLOC(m->dz, N * d);
     }
@@ -453,10 +453,7 @@ void ds3_tmodel_step(ds3_tmodel *m, const int32_t *inp, const int32_t *tgt, int 
                 nm += m->mtp_tgt[i] >= 0;
             }
         /* next tokens t_{i+1} are the main targets; a masked target is embedded as token 0 */
-        int32_t *nxt = (int32_t *)m->row_loss; /* reuse: row_loss is rewritten by the next xent */
-        int32_t *nxt_buf = malloc((size_t)N * sizeof *nxt_buf);
-        DS3_ASSERT(nxt_buf);
-        (void)nxt;
+        int32_t *nxt_buf = m->mtp_nxt;
         for (int i = 0; i < N; i++) nxt_buf[i] = tgt[i] >= 0 ? tgt[i] : 0;
         ds3_embed_fwd_t(m->e, m->embed, nxt_buf, N, d);
         ds3_rmsnorm_fwd_t(m->cat, 2 * (size_t)d, m->rstd_e, m->e, d, w->enorm, N, d, eps);
@@ -479,12 +476,9 @@ void ds3_tmodel_step(ds3_tmodel *m, const int32_t *inp, const int32_t *tgt, int 
             ds3_tmm(m->ctx.pool, jb, 2);
             memset(m->dz, 0, (size_t)N * d * sizeof(float)); /* now: d(embedding of next tokens) */
             ds3_rmsnorm_bwd(m->dz, d, g->enorm, m->dcat, 2 * (size_t)d, m->e, d, w->enorm, m->rstd_e, N, d);
-            for (int i = 0; i < N; i++)
-                if (tgt[i] < 0) memset(m->dz + (size_t)i * d, 0, (size_t)d * sizeof(float));
             ds3_embed_bwd(gembed, m->dz, nxt_buf, N, d);
             ds3_rmsnorm_bwd(m->dhf, d, g->hnorm, m->dcat + d, 2 * (size_t)d, m->hf, d, w->hnorm, m->rstd_hn, N, d);
         }
-        free(nxt_buf);
     }
     st->bal_loss = bal;
     st->total = st->loss + m->mtp_lambda * st->mtp_loss * (m->use_mtp ? 1 : 0) + bal;
@@ -494,4 +488,21 @@ void ds3_tmodel_step(ds3_tmodel *m, const int32_t *inp, const int32_t *tgt, int 
                     N, d);
     for (int l = L - 1; l >= 0; l--) block_bwd(m, l, m->hs[l], m->dh, B);
     ds3_embed_bwd(gembed, m->dh, inp, N, d);
+}
+
+void ds3_tmodel_bias_update(ds3_tmodel *m, float gamma) {
+    const int Nr = m->cfg.n_routed_experts;
+    for (int l = 0; l < m->cfg.num_hidden_layers + m->use_mtp; l++) {
+        const int mi = m->moe_index[l];
+        float *b = m->layers[l].router_bias;
+        if (mi < 0 || !b) continue;
+        const int64_t *c = m->loads + (size_t)mi * Nr;
+        int64_t sum = 0;
+        for (int e = 0; e < Nr; e++) sum += c[e];
+        /* sign(mean - c_e), compared exactly in integers: mean - c_e = (sum - Nr c_e) / Nr */
+        for (int e = 0; e < Nr; e++) {
+            const int64_t diff = sum - (int64_t)Nr * c[e];
+            b[e] += diff > 0 ? gamma : diff < 0 ? -gamma : 0.0f;
+        }
+    }
 }

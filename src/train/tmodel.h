@@ -77,7 +77,7 @@ typedef struct ds3_tmodel {
     ds3_mla_scratch mla_sc;
     ds3_moe_scratch moe_sc;
     /* MTP */
-    int32_t *mtp_tgt;                    /* (N,) */
+    int32_t *mtp_tgt, *mtp_nxt;          /* (N,) */
     float *e, *rstd_e, *rstd_hn, *cat, *dcat, *z0, *z1, *zf, *rstd_z, *dzf, *dz;
 } ds3_tmodel;
 
@@ -98,6 +98,10 @@ const ds3_tinfo *ds3_tmodel_find(const ds3_tmodel *m, const char *name);
 void ds3_tmodel_step(ds3_tmodel *m, const int32_t *inp, const int32_t *tgt, int B, int grad, ds3_tstats *st,
                      float *logits_out, float *mtp_logits_out);
 void ds3_tmodel_zero_grad(ds3_tmodel *m);
+
+/* Loss-free balancing (spec 7.1): b_e += gamma * sign(mean load - load_e) per MoE layer, from
+ * m->loads (the caller zeroes loads before the step's forward). */
+void ds3_tmodel_bias_update(ds3_tmodel *m, float gamma);
 
 /* MaxVio of one MoE layer's loads: max_i load_i / mean load - 1. */
 double ds3_maxvio(const int64_t *loads, int Nr);
