@@ -29,21 +29,26 @@ float ds3_e4m3_to_f32(uint8_t v) {
 }
 
 uint8_t ds3_f32_to_e4m3(float f) {
-    uint8_t sign = signbit(f) ? 0x80 : 0;
-    float a = fabsf(f);
-    if (isnan(f)) return 0x7F;
-    if (a >= 448.0f) return sign | 0x7E;
-    /* Search the 127 non-negative finite codes for the nearest; ties to even code. */
-    int best = 0;
-    float bd = INFINITY;
-    for (int c = 0; c < 0x7F; c++) {
-        float d = fabsf(ds3_e4m3_to_f32((uint8_t)c) - a);
-        if (d < bd || (d == bd && (c & 1) == 0)) {
-            bd = d;
-            best = c;
-        }
+    union { float f; uint32_t u; } v = {f};
+    uint8_t sign = (v.u >> 24) & 0x80;
+    uint32_t a = v.u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return 0x7F;                     /* NaN */
+    if (a >= 0x43E00000u) return sign | 0x7E;             /* >= 448: saturate (no inf in e4m3fn) */
+    if (a < 0x3C800000u) {                                /* < 2^-6: subnormal, steps of 2^-9 */
+        union { uint32_t u; float f; } x = {a};
+        float q = x.f * 512.0f;                           /* exact: power-of-two scale */
+        uint32_t m = (uint32_t)nearbyintf(q);             /* round half to even (default mode) */
+        return sign | (uint8_t)m;                         /* m == 8 is the smallest normal, code 0x08 */
     }
-    return sign | (uint8_t)best;
+    int e = (int)(a >> 23) - 127;                         /* -6 .. 8 */
+    uint32_t mant = a & 0x7FFFFF, r = mant >> 20, rem = mant & 0xFFFFF;
+    if (rem > 0x80000u || (rem == 0x80000u && (r & 1))) r++;
+    if (r == 8) {
+        r = 0;
+        e++;
+    }
+    if (e > 8 || (e == 8 && r == 7)) return sign | 0x7E;  /* 0x7F is NaN: saturate at 448 */
+    return sign | (uint8_t)(((e + 7) << 3) | r);
 }
 
 float ds3_f16_to_f32(uint16_t h) {

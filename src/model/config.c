@@ -157,6 +157,15 @@ int ds3_config_parse(ds3_config *c, const char *text, size_t len, const char *fi
     }
     if (c->yarn && c->rope_original_max_pos < 1) BAD("%s: field 'rope_scaling.original_max_position_embeddings' must be > 0", file);
 
+    ds3_config_derive(c);
+    rc = 0;
+fail:
+    json_decref(j);
+    return rc;
+}
+
+void ds3_config_derive(ds3_config *c) {
+    c->qk_head_dim = c->qk_nope_head_dim + c->qk_rope_head_dim;
     c->softmax_scale = 1.0f / sqrtf((float)c->qk_head_dim);
     c->rope_cs_scale = 1.0f;
     if (c->yarn) {
@@ -166,10 +175,6 @@ int ds3_config_parse(ds3_config *c, const char *text, size_t len, const char *fi
         }
         c->rope_cs_scale = yarn_g(c->rope_factor, c->mscale) / yarn_g(c->rope_factor, c->mscale_all_dim);
     }
-    rc = 0;
-fail:
-    json_decref(j);
-    return rc;
 }
 
 int ds3_config_load(ds3_config *c, const char *path, char *err, size_t errlen) {

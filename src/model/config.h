@@ -51,6 +51,8 @@ typedef struct ds3_config {
 /* Parse config.json text. `file` names it in messages. Returns 0 or a negative ds3_status. */
 int ds3_config_parse(ds3_config *c, const char *json, size_t len, const char *file, char *err, size_t errlen);
 int ds3_config_load(ds3_config *c, const char *path, char *err, size_t errlen);
+/* Recompute the derived fields (qk_head_dim, softmax_scale, rope_cs_scale) after editing c. */
+void ds3_config_derive(ds3_config *c);
 
 /* Is main layer (or MTP layer, index >= num_hidden_layers) l a MoE layer? */
 int ds3_config_is_moe(const ds3_config *c, int l);

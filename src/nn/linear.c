@@ -2,17 +2,20 @@
  * Several independent products (the gate and up projections of every active expert, say) go
  * in one parallel pass so that small matrices still keep every thread busy.
  * Each output element is computed by one kernel call in a fixed order, so results do not
- * depend on the chunking or the thread count. */
+ * depend on the chunking, on which thread claims a chunk, or on the thread count. */
 #include "nn/nn.h"
+
+#include <stdatomic.h>
 
 typedef struct {
     const ds3_mm_job *chunks;
     int n;
+    atomic_int next;   /* chunks are claimed dynamically: a descheduled thread cannot stall the rest */
 } mm_task;
 
 static void mm_worker(void *arg, int ith, int nth) {
-    const mm_task *t = arg;
-    for (int i = ith; i < t->n; i += nth) {
+    mm_task *t = arg;
+    for (int i; (i = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed)) < t->n;) {
         const ds3_mm_job *j = &t->chunks[i];
         ds3_kern->matmul(j->w, j->r0, j->r1, j->x, j->ldx, j->T, j->y, j->ldy);
     }
@@ -27,17 +30,17 @@ void ds3_mm(ds3_ctx *ctx, const ds3_mm_job *jobs, int n_jobs) {
             ds3_kern->matmul(jobs[i].w, jobs[i].r0, jobs[i].r1, jobs[i].x, jobs[i].ldx, jobs[i].T, jobs[i].y, jobs[i].ldy);
         return;
     }
-    /* Aim for ~4 chunks per thread over all jobs, at least 16 rows each. */
+    /* Aim for ~8 chunks per thread over all jobs, at least 16 rows each. */
     int64_t total = 0;
     for (int i = 0; i < n_jobs; i++) total += jobs[i].r1 - jobs[i].r0;
-    int64_t per = total / (4 * nth);
+    int64_t per = total / (8 * nth);
     if (per < 16) per = 16;
     per = (per + 15) & ~(int64_t)15;
     int n = 0;
     for (int i = 0; i < n_jobs; i++) {
         for (int64_t r = jobs[i].r0; r < jobs[i].r1; r += per) {
             if (n == ctx->chunk_cap) { /* flush a full batch of chunks */
-                mm_task t = {ctx->chunks, n};
+                mm_task t = {ctx->chunks, n, 0};
                 ds3_pool_run(ctx->pool, mm_worker, &t);
                 n = 0;
             }
@@ -49,7 +52,7 @@ void ds3_mm(ds3_ctx *ctx, const ds3_mm_job *jobs, int n_jobs) {
         }
     }
     if (n) {
-        mm_task t = {ctx->chunks, n};
+        mm_task t = {ctx->chunks, n, 0};
         ds3_pool_run(ctx->pool, mm_worker, &t);
     }
 }

@@ -10,6 +10,7 @@
  *   out    = o_proj(concat_h o_h)
  * Heads are split across threads; each thread has its own scratch (ctx->tbuf[ith]). */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "nn/nn.h"
@@ -27,10 +28,11 @@ typedef struct {
     const float *cache;  /* (n_ctx, rkv + dr) */
     float *o;            /* (T, H, dv) */
     int T, pos0;
+    atomic_int next_head;  /* heads are claimed dynamically; scratch is per executing thread */
 } attn_task;
 
 static void attn_worker(void *arg, int ith, int nth) {
-    const attn_task *a = arg;
+    attn_task *a = arg;
     const ds3_config *c = a->c;
     const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const int rkv = c->kv_lora_rank, dq = dn + dr, ldc = rkv + dr, T = a->T;
@@ -40,7 +42,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     float *lat = qa + (size_t)T * rkv;                /* (T, rkv) */
     float *sc = lat + (size_t)T * rkv;                /* (n_ctx,) */
     const ds3_mat *kvb = &a->w->kv_b;
-    for (int h = ith; h < H; h += nth) {
+    for (int h; (h = atomic_fetch_add_explicit(&a->next_head, 1, memory_order_relaxed)) < H;) {
         const int64_t row0 = (int64_t)h * (dn + dv);
         for (int j = 0; j < dn; j++) ds3_kern->dequant_row(kvb, row0 + j, 0, rkv, wuk + (size_t)j * rkv);
         for (int t = 0; t < T; t++) {
@@ -98,7 +100,7 @@ void ds3_mla_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     ds3_rmsnorm_fwd(dst, (size_t)ldc, b->kv, (size_t)ldc, w->kv_a_norm, T, rkv, c->rms_norm_eps);
     for (int t = 0; t < T; t++) memcpy(dst + (size_t)t * ldc + rkv, b->kv + (size_t)t * ldc + rkv, (size_t)dr * sizeof(float));
     ds3_rope_fwd(dst + rkv, T, (size_t)ldc, 1, 0, dr, pos0, rope_inv_freq, c->rope_cs_scale);
-    attn_task a = {ctx, c, w, b->q, cache, b->o, T, pos0};
+    attn_task a = {ctx, c, w, b->q, cache, b->o, T, pos0, 0};
     const double work = (double)H * T * ((double)c->qk_nope_head_dim * rkv * 2 + (double)(pos0 + T) * (ldc + rkv));
     ds3_pool_run_sized(ctx->pool, attn_worker, &a, work);
     ds3_linear_fwd(ctx, &w->o, b->o, T, out);

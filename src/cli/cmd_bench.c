@@ -1,0 +1,146 @@
+/* cmd_bench.c -- `ds3 bench`: prompt-processing and decode speed of a model next to this
+ * machine's memory bandwidth (measured in the same run), and the decode roofline fraction
+ * = decode tok/s x weight bytes read per token / bandwidth. `--synth DIR` writes the
+ * DeepSeek-V3-shaped benchmark model (about 1.2B total / 0.2B active parameters). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "ds3.h"
+#include "infer/sampler.h"
+#include "kernels/membw.h"
+#include "model/synth.h"
+#include "util/common.h"
+
+static void usage(void) {
+    printf("usage: ds3 bench -m DIR [options]\n"
+           "       ds3 bench --synth DIR [--dtype bf16|fp8|f16|f32] [--seed S]\n\n"
+           "  -m, --model DIR       model to measure\n"
+           "  -t, --threads N       threads (default: all cores)\n"
+           "  -p, --n-prompt N      prompt length for prompt processing (default 512)\n"
+           "  -n, --n-gen N         tokens to decode (default 128)\n"
+           "  -r, --reps N          repetitions; the best counts (default 2)\n"
+           "  --json                one JSON object on stdout (fields pp_tok_s, tg_tok_s, bytes_per_token,\n"
+           "                        mem_bw_gb_s, roofline_fraction, ...)\n"
+           "  --no-mmap, --mlock    load the weights into RAM / lock them (recommended: the page cache may\n"
+           "                        be trimmed under you)\n"
+           "  --synth DIR           write the synthetic benchmark checkpoint to DIR and exit\n");
+}
+
+static double rss_bytes(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double v = 0;
+    size_t kl = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl)) v = atof(line + kl + 1) * 1024.0;
+    if (f) fclose(f);
+    return v;
+}
+
+int ds3_cmd_bench(int argc, char **argv) {
+    const char *C = "bench", *dir = NULL, *synth = NULL, *dts = "bf16";
+    long threads = 0, np = 512, ng = 128, reps = 2, seed = 1;
+    int json = 0;
+    ds3_model_params mp = ds3_model_default_params();
+    mp.load_mtp = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { if (!v) return cli_usage_error(C, "%s needs a value", a); dir = v; i++; }
+        else if (!strcmp(a, "--synth")) { if (!v) return cli_usage_error(C, "%s needs a value", a); synth = v; i++; }
+        else if (!strcmp(a, "--dtype")) { if (!v) return cli_usage_error(C, "%s needs a value", a); dts = v; i++; }
+        else if (!strcmp(a, "--seed")) { if (cli_parse_int(C, a, v, 0, 1L << 40, &seed)) return 2; i++; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (cli_parse_int(C, a, v, 1, 512, &threads)) return 2; i++; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) { if (cli_parse_int(C, a, v, 1, 1 << 16, &np)) return 2; i++; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { if (cli_parse_int(C, a, v, 1, 1 << 16, &ng)) return 2; i++; }
+        else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) { if (cli_parse_int(C, a, v, 1, 100, &reps)) return 2; i++; }
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--no-mmap")) mp.use_mmap = 0;
+        else if (!strcmp(a, "--mlock")) mp.use_mlock = 1;
+        else return cli_usage_error(C, "unknown option '%s'", a);
+    }
+    char err[DS3_ERR_LEN];
+    if (synth) {
+        ds3_dtype dt;
+        if (!strcmp(dts, "bf16")) dt = DS3_DT_BF16;
+        else if (!strcmp(dts, "fp8")) dt = DS3_DT_F8E4M3;
+        else if (!strcmp(dts, "f16")) dt = DS3_DT_F16;
+        else if (!strcmp(dts, "f32")) dt = DS3_DT_F32;
+        else return cli_usage_error(C, "--dtype: '%s' is not bf16, fp8, f16 or f32", dts);
+        ds3_config c;
+        ds3_synth_bench_config(&c);
+        if (ds3_synth_write(synth, &c, dt, (uint64_t)seed, err, sizeof err)) { fprintf(stderr, "ds3 bench: %s\n", err); return 1; }
+        fprintf(stderr, "ds3 bench: wrote %s (%s)\n", synth, dts);
+        return 0;
+    }
+    if (!dir) return cli_usage_error(C, "-m DIR is required");
+    if (threads <= 0) threads = ds3_n_cpus();
+    ds3_model *m = ds3_model_load(dir, &mp, err, sizeof err);
+    if (!m) { fprintf(stderr, "ds3 bench: %s\n", err); return 1; }
+    ds3_model_stats ms;
+    ds3_model_get_stats(m, &ms);
+    ds3_session_params sp = ds3_session_default_params();
+    sp.n_threads = (int)threads;
+    sp.n_ctx = (int)(np + ng + 8);
+    sp.n_batch = (int)np;
+    sp.use_mtp = 0;
+    ds3_session *s = ds3_session_new(m, &sp, err, sizeof err);
+    if (!s) { fprintf(stderr, "ds3 bench: %s\n", err); ds3_model_free(m); return 1; }
+    if (!json) fprintf(stderr, "ds3 bench: measuring memory bandwidth (%ld threads)...\n", threads);
+    double bw = ds3_membw_measure((int)threads, 1.0);
+    const int V = ds3_model_vocab_size(m);
+    int32_t *toks = malloc((size_t)np * sizeof *toks);
+    uint64_t x = 88172645463325252ull;
+    for (long i = 0; i < np; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        toks[i] = (int32_t)(x % (uint64_t)V);
+    }
+    double best_pp = 1e30, best_tg = 1e30, rss_max = 0;
+    int rc = 0;
+    for (long r = 0; r < reps && !rc; r++) {
+        ds3_session_reset(s);
+        double t0 = ds3_time_s();
+        if ((rc = ds3_session_eval(s, toks, (int)np, NULL, err, sizeof err))) break;
+        double t1 = ds3_time_s();
+        best_pp = t1 - t0 < best_pp ? t1 - t0 : best_pp;
+        t0 = ds3_time_s();
+        for (long i = 0; i < ng && !rc; i++) {
+            int32_t t = ds3_argmax(ds3_session_logits(s), V);
+            rc = ds3_session_eval(s, &t, 1, NULL, err, sizeof err);
+        }
+        t1 = ds3_time_s();
+        best_tg = t1 - t0 < best_tg ? t1 - t0 : best_tg;
+        double rss = rss_bytes("VmRSS:");
+        rss_max = rss > rss_max ? rss : rss_max;
+        if (!json) fprintf(stderr, "ds3 bench: rep %ld: pp %.1f tok/s, tg %.2f tok/s\n", r + 1, np / best_pp, ng / best_tg);
+    }
+    if (rc) { fprintf(stderr, "ds3 bench: %s\n", err); goto out; }
+    const double pp = np / best_pp, tg = ng / best_tg, frac = tg * ms.bytes_per_token / (bw * 1e9);
+    const double kv = ms.kv_bytes_per_token * sp.n_ctx;
+    const double limit = (ms.bytes_weights + kv) * 1.10;
+    if (json) {
+        printf("{\"model\": \"%s\", \"kernels\": \"%s\", \"threads\": %ld, \"n_prompt\": %ld, \"n_gen\": %ld, "
+               "\"pp_tok_s\": %.3f, \"tg_tok_s\": %.3f, \"bytes_per_token\": %.0f, \"mem_bw_gb_s\": %.3f, "
+               "\"roofline_fraction\": %.4f, \"params_total\": %.0f, \"params_active\": %.0f, "
+               "\"weights_bytes\": %.0f, \"rss_bytes\": %.0f, \"rss_limit_bytes\": %.0f}\n",
+               dir, ds3_kernels_name(), threads, np, ng, pp, tg, ms.bytes_per_token, bw, frac, ms.n_params_total,
+               ms.n_params_active, ms.bytes_weights, rss_max, limit);
+    } else {
+        printf("model            %s\n", dir);
+        printf("kernels          %s, %ld threads\n", ds3_kernels_name(), threads);
+        printf("params           %.3f B total, %.3f B active per token\n", ms.n_params_total / 1e9, ms.n_params_active / 1e9);
+        printf("prompt (pp%ld)   %.1f tok/s\n", np, pp);
+        printf("decode (tg%ld)   %.2f tok/s\n", ng, tg);
+        printf("bytes / token    %.1f MB\n", ms.bytes_per_token / 1e6);
+        printf("memory bw        %.2f GB/s (triad)\n", bw);
+        printf("roofline         %.3f of the bandwidth limit (%.2f tok/s)\n", frac, bw * 1e9 / ms.bytes_per_token);
+        printf("resident memory  %.0f MB (limit weights + KV + 10%% = %.0f MB)\n", rss_max / 1e6, limit / 1e6);
+    }
+out:
+    free(toks);
+    ds3_session_free(s);
+    ds3_model_free(m);
+    return rc ? 1 : 0;
+}
