@@ -1,0 +1,119 @@
+/* bench_kernels.c -- micro-benchmark of the matmul kernels against the machine's memory bandwidth.
+ * Owned by the kernels engineer; numbers are recorded in docs/kernels.md.
+ *
+ * Build and run (after `make`):
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc bench/bench_kernels.c build/libds3.a -lpthread -lm \
+ *      -o build/bench_kernels && build/bench_kernels [threads [set [all|decode|prefill [triad GB/s]]]]
+ * Decode (T=1) reports GB/s of weight bytes streamed and the fraction of the triad bandwidth;
+ * prefill (T=64, 512) reports GFLOP/s. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/membw.h"
+#include "util/common.h"
+#include "util/pool.h"
+
+typedef struct {
+    const ds3_mat *w;
+    const float *x;
+    float *y;
+    int T;
+} mm_job;
+
+static void mm_fn(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    long lo, hi;
+    ds3_split((long)j->w->rows, ith, nth, 16, &lo, &hi);
+    if (hi > lo) ds3_kern->matmul(j->w, lo, hi, j->x, (size_t)j->w->cols, j->T, j->y + lo, (size_t)j->w->rows);
+}
+
+static ds3_mat make(ds3_dtype dt, int64_t rows, int64_t cols) {
+    ds3_mat m = {dt, rows, cols, NULL, NULL};
+    size_t n = (size_t)(rows * cols), bytes = n * ds3_dtype_size(dt);
+    uint8_t *d = ds3_alloc_aligned(bytes);
+    uint32_t s = 12345;
+    for (size_t i = 0; i < bytes; i++) {
+        s = s * 1664525u + 1013904223u;
+        d[i] = (uint8_t)(s >> 24);
+    }
+    if (dt == DS3_DT_F8E4M3) {
+        for (size_t i = 0; i < n; i++)
+            if ((d[i] & 0x7F) == 0x7F) d[i] ^= 1;
+        size_t ns = (size_t)(((rows + 127) / 128) * ((cols + 127) / 128));
+        float *sc = ds3_alloc_aligned(ns * sizeof(float));
+        for (size_t i = 0; i < ns; i++) sc[i] = 0.001f;
+        m.scale = sc;
+    } else if (dt == DS3_DT_BF16 || dt == DS3_DT_F16) {
+        uint16_t *h = (uint16_t *)d; /* keep values finite and modest */
+        for (size_t i = 0; i < n; i++) h[i] = (uint16_t)(h[i] & (dt == DS3_DT_BF16 ? 0xBFFF : 0xBBFF));
+    } else {
+        float *f = (float *)d;
+        for (size_t i = 0; i < n; i++) f[i] = (float)(i % 7) * 0.1f;
+    }
+    m.data = d;
+    return m;
+}
+
+static double run(ds3_pool *pool, const ds3_mat *w, int T, double min_s, int *reps_out) {
+    float *x = ds3_alloc_aligned(sizeof(float) * (size_t)w->cols * (size_t)T);
+    float *y = ds3_alloc_aligned(sizeof(float) * (size_t)w->rows * (size_t)T);
+    for (size_t i = 0; i < (size_t)w->cols * (size_t)T; i++) x[i] = (float)(i % 13) * 0.01f;
+    mm_job j = {w, x, y, T};
+    ds3_pool_run(pool, mm_fn, &j);
+    double best = 1e30, t_end = ds3_time_s() + min_s;
+    int reps = 0;
+    do {
+        double t0 = ds3_time_s();
+        ds3_pool_run(pool, mm_fn, &j);
+        double dt = ds3_time_s() - t0;
+        if (dt < best) best = dt;
+        reps++;
+    } while (reps < 3 || ds3_time_s() < t_end);
+    free(x);
+    free(y);
+    *reps_out = reps;
+    return best;
+}
+
+int main(int argc, char **argv) {
+    int nth = argc > 1 ? atoi(argv[1]) : 2;
+    ds3_kernels_init();
+    if (argc > 2 && ds3_kernels_set(argv[2]) != 0) {
+        fprintf(stderr, "kernel set %s not available\n", argv[2]);
+        return 1;
+    }
+    printf("kernels: %s, threads: %d\n", ds3_kern->name, nth);
+    double bw = argc > 4 ? atof(argv[4]) : ds3_membw_measure(nth, 1.0);
+    printf("triad (3 x 256 MB floats): %.1f GB/s\n", bw);
+    const char *mode = argc > 3 ? argv[3] : "all";
+    int do_dec = strcmp(mode, "prefill") != 0, do_pre = strcmp(mode, "decode") != 0;
+    ds3_pool *pool = ds3_pool_new(nth);
+    static const ds3_dtype dts[] = {DS3_DT_BF16, DS3_DT_F8E4M3, DS3_DT_F16, DS3_DT_F32};
+    for (int i = 0; i < 4 && do_dec; i++) {
+        /* 16384 x 7168: 117 MB in FP8, 235 MB in BF16 -- well above the last-level cache */
+        ds3_mat w = make(dts[i], 16384, 7168);
+        int reps;
+        double bytes = (double)w.rows * (double)w.cols * (double)ds3_dtype_size(w.dtype);
+        double t = run(pool, &w, 1, 1.0, &reps);
+        printf("decode  %-7s %lldx%lld T=1: %7.3f ms  %6.1f GB/s  (%.0f%% of triad)\n", ds3_dtype_name(w.dtype),
+               (long long)w.rows, (long long)w.cols, t * 1e3, bytes / t / 1e9, 100.0 * bytes / t / 1e9 / bw);
+        free((void *)w.data);
+        free((void *)w.scale);
+    }
+    for (int i = 0; i < 4 && do_pre; i++) {
+        ds3_mat w = make(dts[i], 4096, 4096);
+        static const int Ts[] = {1, 3, 4, 16, 64, 512};
+        for (int k = 0; k < 6; k++) {
+            int reps, T = Ts[k];
+            double t = run(pool, &w, T, 0.5, &reps);
+            printf("matmul  %-7s 4096x4096 T=%-3d: %8.3f ms  %7.1f GFLOP/s\n", ds3_dtype_name(w.dtype), T, t * 1e3,
+                   2.0 * 4096 * 4096 * T / t / 1e9);
+        }
+        free((void *)w.data);
+        free((void *)w.scale);
+    }
+    ds3_pool_free(pool);
+    return 0;
+}
