@@ -12,18 +12,18 @@
 #include "util/common.h"
 
 static uint64_t tu_rng = 12345;
-static float tu_uniform(void) { return (float)((ds3_rng_next(&tu_rng) >> 40) / 16777216.0 * 2.0 - 1.0); }
-static void tu_fill(float *x, size_t n, float scale) {
+static inline float tu_uniform(void) { return (float)((ds3_rng_next(&tu_rng) >> 40) / 16777216.0 * 2.0 - 1.0); }
+static inline void tu_fill(float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = scale * tu_uniform();
 }
-static float *tu_rand(size_t n, float scale) {
+static inline float *tu_rand(size_t n, float scale) {
     float *x = ds3_alloc_aligned((n ? n : 1) * sizeof(float));
     tu_fill(x, n, scale);
     return x;
 }
-static float *tu_zeros(size_t n) { return ds3_alloc_aligned((n ? n : 1) * sizeof(float)); }
+static inline float *tu_zeros(size_t n) { return ds3_alloc_aligned((n ? n : 1) * sizeof(float)); }
 
-static int tu_config(ds3_config *c, const char *json) {
+static inline int tu_config(ds3_config *c, const char *json) {
     char err[DS3_ERR_LEN];
     int rc = ds3_config_parse(c, json, strlen(json), "test-config", err, sizeof err);
     if (rc) fprintf(stderr, "config: %s\n", err);
@@ -46,7 +46,7 @@ static inline void tu_ctx_free(ds3_ctx *c) {
     ds3_pool_free(c->pool);
 }
 
-static double tu_dot(const float *a, const float *b, size_t n) {
+static inline double tu_dot(const float *a, const float *b, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
     return s;
@@ -57,7 +57,7 @@ static double tu_dot(const float *a, const float *b, size_t n) {
 typedef double (*tu_loss_fn)(void *ctx);
 /* Denominator floor: f32 forward noise makes tiny directional derivatives unmeasurable. */
 static double tu_fd_floor = 1e-9;
-static double tu_fd(tu_loss_fn loss, void *ctx, float *x, const float *g, size_t n, float eps) {
+static inline double tu_fd(tu_loss_fn loss, void *ctx, float *x, const float *g, size_t n, float eps) {
     float *u = tu_rand(n, 1.0f), *x0 = tu_zeros(n);
     memcpy(x0, x, n * sizeof(float));
     for (size_t i = 0; i < n; i++) x[i] = x0[i] + eps * u[i];
