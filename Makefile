@@ -23,9 +23,12 @@ ifeq ($(ARCH),x86_64)
   FLAGS_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c
 endif
 
+# A source file whose name contains "avx512" (or else "avx2") is compiled for that ISA.
+isa_flags = $(if $(findstring avx512,$(notdir $(1))),$(FLAGS_avx512),$(if $(findstring avx2,$(notdir $(1))),$(FLAGS_avx2)))
+
 LIB_SRC  := $(sort $(shell find src -name '*.c' -not -path 'src/cli/*'))
 ifneq ($(ARCH),x86_64)
-  LIB_SRC := $(filter-out src/kernels/avx2.c src/kernels/avx512.c,$(LIB_SRC))
+  LIB_SRC := $(foreach f,$(LIB_SRC),$(if $(findstring avx,$(notdir $(f))),,$(f)))
 endif
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -39,7 +42,7 @@ all: $(O)/ds3 $(O)/libds3.a $(TESTS)
 
 $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) $(WARN) $(FLAGS_$(basename $(notdir $<))) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS) $(WARN) $(call isa_flags,$<) -MMD -MP -c $< -o $@
 
 $(O)/libds3.a: $(LIB_OBJ)
 	@rm -f $@

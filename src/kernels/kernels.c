@@ -9,16 +9,19 @@
 #include <string.h>
 
 const ds3_kernels *ds3_kern = &ds3_kernels_ref;
+const ds3_kernels *ds3_qkern = &ds3_qkernels_ref;
 float ds3_fp8_table[256];
 
 const char *ds3_dtype_name(ds3_dtype t) {
-    static const char *names[] = {"F32", "BF16", "F16", "F8_E4M3", "I32"};
+    static const char *names[] = {"F32", "BF16", "F16", "F8_E4M3", "I32", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K",
+                                  "Q2_K", "Q3_K"};
     return (unsigned)t < DS3_DT_COUNT ? names[t] : "?";
 }
 
+/* Bytes per element; 0 for block-quantised types (use their block sizes). */
 size_t ds3_dtype_size(ds3_dtype t) {
     static const size_t sz[] = {4, 2, 2, 1, 4};
-    return (unsigned)t < DS3_DT_COUNT ? sz[t] : 0;
+    return (unsigned)t <= DS3_DT_I32 ? sz[t] : 0;
 }
 
 float ds3_e4m3_to_f32(uint8_t v) {
@@ -103,6 +106,15 @@ const ds3_kernels *ds3_kernels_by_name(const char *name) {
     return NULL;
 }
 
+/* The quantised set with the same ISA as k (falling back to ref when that one is absent). */
+static const ds3_kernels *ds3_qkern_for(const ds3_kernels *k) {
+#if defined(__x86_64__)
+    if (k == &ds3_kernels_avx512 && ds3_qkernels_avx512.matmul) return &ds3_qkernels_avx512;
+    if (k == &ds3_kernels_avx2 && ds3_qkernels_avx2.matmul) return &ds3_qkernels_avx2;
+#endif
+    return &ds3_qkernels_ref;
+}
+
 static void init_once(void) {
     for (int i = 0; i < 256; i++) ds3_fp8_table[i] = ds3_e4m3_to_f32((uint8_t)i);
     const char *env = getenv("DS3_KERNELS");
@@ -115,6 +127,7 @@ static void init_once(void) {
     if (!k) k = ds3_kernels_by_name("avx2");
     if (!k) k = &ds3_kernels_ref;
     ds3_kern = k;
+    ds3_qkern = ds3_qkern_for(k);
 }
 
 void ds3_kernels_init(void) {
@@ -127,6 +140,7 @@ int ds3_kernels_set(const char *name) {
     const ds3_kernels *k = ds3_kernels_by_name(name);
     if (!k) return -1;
     ds3_kern = k;
+    ds3_qkern = ds3_qkern_for(k);
     return 0;
 }
 

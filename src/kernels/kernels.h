@@ -20,8 +20,18 @@ typedef enum {
     DS3_DT_F16 = 2,
     DS3_DT_F8E4M3 = 3,  /* with F32 128x128 block scales */
     DS3_DT_I32 = 4,     /* only for non-weight tensors read by tools */
+    /* GGML block-quantised types (GGUF), handled by the ds3_qkern tables (src/kernels/quant*.c) */
+    DS3_DT_Q8_0 = 5,
+    DS3_DT_Q4_0 = 6,
+    DS3_DT_Q4_K = 7,
+    DS3_DT_Q5_K = 8,
+    DS3_DT_Q6_K = 9,
+    DS3_DT_Q2_K = 10,
+    DS3_DT_Q3_K = 11,
     DS3_DT_COUNT
 } ds3_dtype;
+
+#define DS3_DT_IS_QUANT(t) ((t) >= DS3_DT_Q8_0 && (t) < DS3_DT_COUNT)
 
 const char *ds3_dtype_name(ds3_dtype t);
 size_t ds3_dtype_size(ds3_dtype t);  /* bytes per element */
@@ -48,6 +58,11 @@ typedef struct ds3_kernels {
     void (*axpy)(int n, float a, const float *x, float *y);  /* y += a * x */
 } ds3_kernels;
 
+/* Kernel sets for the block-quantised dtypes (same table layout; NULL matmul = not available).
+ * ds3_kernels_init picks the one matching ds3_kern's ISA. */
+extern const ds3_kernels *ds3_qkern;
+extern const ds3_kernels ds3_qkernels_ref, ds3_qkernels_avx2, ds3_qkernels_avx512;
+
 extern const ds3_kernels ds3_kernels_ref;
 extern const ds3_kernels ds3_kernels_avx2;    /* may be absent on non-x86 builds */
 extern const ds3_kernels ds3_kernels_avx512;
@@ -60,6 +75,15 @@ void ds3_kernels_init(void);
 const ds3_kernels *ds3_kernels_by_name(const char *name);
 /* Force a set (tests); returns 0 or -1 if unsupported here. */
 int ds3_kernels_set(const char *name);
+
+/* Dtype-dispatching entry points: model code calls these, never a table directly. */
+static inline void ds3_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
+                              size_t ldy) {
+    (DS3_DT_IS_QUANT(w->dtype) ? ds3_qkern : ds3_kern)->matmul(w, r0, r1, x, ldx, T, y, ldy);
+}
+static inline void ds3_dequant_row(const ds3_mat *w, int64_t r, int64_t c0, int64_t c1, float *dst) {
+    (DS3_DT_IS_QUANT(w->dtype) ? ds3_qkern : ds3_kern)->dequant_row(w, r, c0, c1, dst);
+}
 
 /* Scalar conversions shared by all sets. */
 static inline float ds3_bf16_to_f32(uint16_t b) {

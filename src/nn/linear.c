@@ -17,7 +17,7 @@ static void mm_worker(void *arg, int ith, int nth) {
     mm_task *t = arg;
     for (int i; (i = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed)) < t->n;) {
         const ds3_mm_job *j = &t->chunks[i];
-        ds3_kern->matmul(j->w, j->r0, j->r1, j->x, j->ldx, j->T, j->y, j->ldy);
+        ds3_matmul(j->w, j->r0, j->r1, j->x, j->ldx, j->T, j->y, j->ldy);
     }
 }
 
@@ -27,7 +27,7 @@ void ds3_mm(ds3_ctx *ctx, const ds3_mm_job *jobs, int n_jobs) {
     for (int i = 0; i < n_jobs; i++) work += (double)(jobs[i].r1 - jobs[i].r0) * jobs[i].w->cols * jobs[i].T;
     if (nth == 1 || work < 65536.0) { /* too small to be worth waking the workers */
         for (int i = 0; i < n_jobs; i++)
-            ds3_kern->matmul(jobs[i].w, jobs[i].r0, jobs[i].r1, jobs[i].x, jobs[i].ldx, jobs[i].T, jobs[i].y, jobs[i].ldy);
+            ds3_matmul(jobs[i].w, jobs[i].r0, jobs[i].r1, jobs[i].x, jobs[i].ldx, jobs[i].T, jobs[i].y, jobs[i].ldy);
         return;
     }
     /* Aim for ~8 chunks per thread over all jobs, at least 16 rows each. */

@@ -44,7 +44,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     const ds3_mat *kvb = &a->w->kv_b;
     for (int h; (h = atomic_fetch_add_explicit(&a->next_head, 1, memory_order_relaxed)) < H;) {
         const int64_t row0 = (int64_t)h * (dn + dv);
-        for (int j = 0; j < dn; j++) ds3_kern->dequant_row(kvb, row0 + j, 0, rkv, wuk + (size_t)j * rkv);
+        for (int j = 0; j < dn; j++) ds3_dequant_row(kvb, row0 + j, 0, rkv, wuk + (size_t)j * rkv);
         for (int t = 0; t < T; t++) {
             const float *qn = a->q + ((size_t)t * H + h) * dq;
             float *qat = qa + (size_t)t * rkv;
@@ -69,7 +69,7 @@ static void attn_worker(void *arg, int ith, int nth) {
             memset(lt, 0, (size_t)rkv * sizeof(float));
             for (int s = 0; s < n_keys; s++) ds3_kern->axpy(rkv, sc[s] * inv, a->cache + (size_t)s * ldc, lt);
         }
-        ds3_kern->matmul(kvb, row0 + dn, row0 + dn + dv, lat, (size_t)rkv, T, a->o + (size_t)h * dv, (size_t)H * dv);
+        ds3_matmul(kvb, row0 + dn, row0 + dn + dv, lat, (size_t)rkv, T, a->o + (size_t)h * dv, (size_t)H * dv);
     }
 }
 
