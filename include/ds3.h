@@ -96,6 +96,11 @@ void ds3_session_free(ds3_session *s);
 
 const ds3_model *ds3_session_model(const ds3_session *s);
 
+/* The session's effective sizes (after defaults), and whether it keeps an MTP cache. */
+int ds3_session_n_ctx(const ds3_session *s);
+int ds3_session_n_batch(const ds3_session *s);
+int ds3_session_has_mtp(const ds3_session *s);
+
 /* Forget all cached positions (both the main and the MTP cache). */
 void ds3_session_reset(ds3_session *s);
 /* Positions currently cached by the main model. */
@@ -121,6 +126,11 @@ int ds3_session_mtp_eval(ds3_session *s, const int32_t *next_tokens, const float
 int ds3_session_mtp_n_past(const ds3_session *s);
 int ds3_session_mtp_truncate(ds3_session *s, int n_past);
 const float *ds3_session_mtp_logits(const ds3_session *s);      /* last position */
+/* The MTP module's output for position i of the last ds3_session_mtp_eval chunk after its
+ * shared_head.norm (hidden_size,): the vector that goes into its head; chaining the depth-1
+ * module for a second draft feeds it back as the hidden. Valid until the next eval of either
+ * kind (it lives in scratch); NULL when out of range. */
+const float *ds3_session_mtp_hidden(const ds3_session *s, int i);
 
 /* Expert routing of the last eval call, for tests and tools: ids (n_tokens, top_k) per MoE layer
  * (layer = index among MoE layers, MTP block last). Returns NULL when out of range. */

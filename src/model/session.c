@@ -148,6 +148,9 @@ void ds3_session_reset(ds3_session *s) {
     s->mtp_n_past = 0;
 }
 int ds3_session_n_past(const ds3_session *s) { return s->n_past; }
+int ds3_session_n_ctx(const ds3_session *s) { return s->p.n_ctx; }
+int ds3_session_n_batch(const ds3_session *s) { return s->p.n_batch; }
+int ds3_session_has_mtp(const ds3_session *s) { return s->mtp_cache != NULL; }
 int ds3_session_mtp_n_past(const ds3_session *s) { return s->mtp_n_past; }
 
 int ds3_session_truncate(ds3_session *s, int n_past) {
@@ -163,6 +166,10 @@ int ds3_session_mtp_truncate(ds3_session *s, int n_past) {
 
 const float *ds3_session_logits(const ds3_session *s) { return s->logits; }
 const float *ds3_session_mtp_logits(const ds3_session *s) { return s->mtp_logits; }
+const float *ds3_session_mtp_hidden(const ds3_session *s, int i) {
+    if (i < 0 || i >= s->last_mtp_T) return NULL;
+    return s->xn + (size_t)i * s->m->cfg.hidden_size; /* shared_head.norm output, kept until the next eval */
+}
 const float *ds3_session_hidden(const ds3_session *s, int i) {
     if (i < 0 || i >= s->last_T) return NULL;
     return s->hfin + (size_t)i * s->m->cfg.hidden_size;

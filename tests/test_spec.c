@@ -1,0 +1,368 @@
+/* test_spec.c -- MTP self-speculative decoding (src/infer/speculative.c, docs/speculative.md).
+ *   1. the matmul/attention path gives the same bits for one batched eval as for token-by-token
+ *      evals (what makes speculative greedy equal plain greedy bit for bit);
+ *   2. greedy: speculative output == plain output, token for token, for 100 prompts x 200 tokens
+ *      on every MTP checkpoint among the fixtures (and models/default when it exists), drafts
+ *      1..3; the main and MTP caches end aligned and exact (the MTP logits after generation equal
+ *      a fresh session's that ran the whole sequence at once);
+ *   3. sampling: chi-square goodness of fit of the speculative sampler's (x1, x2) joint and x3
+ *      marginal against the exact distribution computed by enumeration, on a tiny synthetic
+ *      model (vocab 24, no filtering) and on a fixture with top-k/top-p/min-p, draft 1 and 2;
+ *      the plain sampler passes the same test (a check of the test itself).
+ * DS3_SPEC_PROMPTS=N overrides the prompt count of 2. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ds3.h"
+#include "harness.h"
+#include "infer/generate.h"
+#include "infer/sampler.h"
+#include "model/synth.h"
+
+static uint64_t rng_state = 0x1234567;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+typedef struct {
+    int32_t *toks;
+    int n, cap;
+} collect;
+static int on_tok(void *ud, int32_t t) {
+    collect *c = ud;
+    if (c->n < c->cap) c->toks[c->n] = t;
+    c->n++;
+    return 0;
+}
+
+static ds3_model *load(const char *dir) {
+    char err[DS3_ERR_LEN];
+    ds3_model_params mp = ds3_model_default_params();
+    ds3_model *m = ds3_model_load(dir, &mp, err, sizeof err);
+    if (!m) fprintf(stderr, "%s\n", err);
+    return m;
+}
+static ds3_session *session(ds3_model *m, int n_threads, int n_batch) {
+    char err[DS3_ERR_LEN];
+    ds3_session_params sp = ds3_session_default_params();
+    sp.n_threads = n_threads;
+    sp.n_batch = n_batch;
+    ds3_session *s = ds3_session_new(m, &sp, err, sizeof err);
+    if (!s) fprintf(stderr, "%s\n", err);
+    return s;
+}
+
+/* 1. batched eval == token-by-token eval, bitwise (main logits and hiddens). */
+static void test_batch_invariance(ds3_model *m, const char *tag) {
+    const int V = ds3_model_vocab_size(m), n = 12;
+    ds3_session *a = session(m, 1, 64), *b = session(m, 1, 64);
+    int32_t t[12];
+    for (int i = 0; i < n; i++) t[i] = (int32_t)(rnd() % (uint32_t)V);
+    float *la = malloc((size_t)n * V * sizeof *la), *lb = malloc((size_t)n * V * sizeof *lb);
+    char err[DS3_ERR_LEN];
+    ds3_session_eval(a, t, 4, NULL, err, sizeof err); /* prompt of 4, then 8 at once */
+    ds3_session_eval(a, t + 4, 8, la, err, sizeof err);
+    ds3_session_eval(b, t, 4, NULL, err, sizeof err); /* same prompt, then 1 + 2 + 5 */
+    ds3_session_eval(b, t + 4, 1, lb, err, sizeof err);
+    ds3_session_eval(b, t + 5, 2, lb + (size_t)V, err, sizeof err);
+    ds3_session_eval(b, t + 7, 5, lb + (size_t)3 * V, err, sizeof err);
+    CHECK(memcmp(la, lb, (size_t)8 * V * sizeof *la) == 0, "%s: logits of one 8-token eval differ from 1+2+5 evals (max %g)",
+          tag, th_maxdiff(la, lb, (size_t)8 * V));
+    free(la);
+    free(lb);
+    ds3_session_free(a);
+    ds3_session_free(b);
+}
+
+static int gen(ds3_session *s, ds3_sampler *smp, const int32_t *prompt, int np, int n_predict, int spec, int n_draft,
+               int eos, collect *out, ds3_gen_stats *st) {
+    char err[DS3_ERR_LEN];
+    ds3_gen_params gp = ds3_gen_default_params();
+    gp.n_predict = n_predict;
+    gp.stop_at_eos = eos;
+    gp.spec = spec;
+    gp.n_draft = n_draft;
+    gp.on_token = on_tok;
+    gp.ud = out;
+    out->n = 0;
+    ds3_session_reset(s);
+    int rc = spec ? ds3_generate_spec(s, smp, prompt, np, &gp, st, err, sizeof err)
+                  : ds3_generate_plain(s, smp, prompt, np, &gp, st, err, sizeof err);
+    if (rc) fprintf(stderr, "generate: %s\n", err);
+    return rc;
+}
+
+/* 2. greedy identity + cache exactness */
+static void test_greedy(ds3_model *m, const char *tag, int n_prompts, int n_predict) {
+    const int V = ds3_model_vocab_size(m);
+    ds3_session *s = session(m, 1, 16), *f = session(m, 1, 4096);
+    ds3_sampler_params spp = ds3_sampler_default_params();
+    spp.temp = 0;
+    ds3_sampler *smp = ds3_sampler_new(&spp, V);
+    int32_t *a = malloc((size_t)n_predict * sizeof *a), *b = malloc((size_t)n_predict * sizeof *b);
+    int32_t *all = malloc((size_t)(n_predict + 64) * sizeof *all);
+    collect ca = {a, 0, n_predict}, cb = {b, 0, n_predict};
+    long n_same = 0, n_tok = 0, drafted = 0, accepted = 0, steps = 0, n_gen = 0;
+    int bad_prompts = 0, bad_state = 0, bad_mtp = 0;
+    char err[DS3_ERR_LEN];
+    for (int pi = 0; pi < n_prompts; pi++) {
+        int32_t prompt[32];
+        const int np = 1 + (int)(rnd() % 24);
+        for (int i = 0; i < np; i++) prompt[i] = (int32_t)(rnd() % (uint32_t)V);
+        const int nd = 1 + pi % 3, eos = pi % 10 == 9; /* drafts 1, 2, 3; sometimes stop at EOS */
+        ds3_gen_stats sa, sb;
+        if (gen(s, smp, prompt, np, n_predict, 0, 1, eos, &ca, &sa)) { bad_prompts++; continue; }
+        const int n_past_plain = ds3_session_n_past(s);
+        if (gen(s, smp, prompt, np, n_predict, 1, nd, eos, &cb, &sb)) { bad_prompts++; continue; }
+        int same = ca.n == cb.n && memcmp(a, b, (size_t)ca.n * sizeof *a) == 0;
+        if (!same) {
+            int j = 0;
+            while (j < ca.n && j < cb.n && a[j] == b[j]) j++;
+            if (bad_prompts < 3)
+                fprintf(stderr, "%s: prompt %d (draft %d): first difference at token %d of %d/%d\n", tag, pi, nd, j,
+                        ca.n, cb.n);
+            bad_prompts++;
+        }
+        n_same += same;
+        n_tok += cb.n;
+        drafted += sb.n_drafted;
+        accepted += sb.n_accepted;
+        steps += sb.n_steps;
+        n_gen += sb.n_gen;
+        /* both caches aligned with plain decoding's state */
+        if (ds3_session_n_past(s) != n_past_plain || ds3_session_mtp_n_past(s) != n_past_plain) bad_state++;
+        /* MTP cache exact: a fresh session over prompt + generated[0..n-1) in one pass, MTP over
+         * every position at once, must give the same MTP logits (bitwise: batch invariance) */
+        if (pi % 10 == 0 && same && cb.n >= 1) {
+            const int n = np + cb.n; /* tokens x_0..x_{n-1}; the main model saw x_0..x_{n-2} */
+            memcpy(all, prompt, (size_t)np * sizeof *all);
+            memcpy(all + np, b, (size_t)cb.n * sizeof *all);
+            ds3_session_reset(f);
+            int ok = ds3_session_eval(f, all, n - 1, NULL, err, sizeof err) == 0 &&
+                     ds3_session_mtp_eval(f, all + 1, ds3_session_hidden(f, 0), n - 1, NULL, err, sizeof err) == 0;
+            int mtp_same = ok && memcmp(ds3_session_mtp_logits(f), ds3_session_mtp_logits(s), (size_t)V * sizeof(float)) == 0;
+            double mtp_diff = th_maxdiff(ds3_session_mtp_logits(f), ds3_session_mtp_logits(s), (size_t)V);
+            /* main cache: one more token on both */
+            ok = ok && ds3_session_eval(f, all + n - 1, 1, NULL, err, sizeof err) == 0 &&
+                 ds3_session_eval(s, all + n - 1, 1, NULL, err, sizeof err) == 0;
+            if (!ok || !mtp_same || memcmp(ds3_session_logits(f), ds3_session_logits(s), (size_t)V * sizeof(float)) != 0) {
+                if (bad_mtp < 3)
+                    fprintf(stderr, "%s: prompt %d: caches after speculation differ from one pass (mtp %g, main %g)\n",
+                            tag, pi, mtp_diff,
+                            th_maxdiff(ds3_session_logits(f), ds3_session_logits(s), (size_t)V));
+                bad_mtp++;
+            }
+        }
+    }
+    CHECK(bad_prompts == 0, "%s: %d of %d prompts differ between speculative and plain greedy", tag, bad_prompts, n_prompts);
+    CHECK(bad_state == 0, "%s: %d generations ended with caches not aligned to plain decoding", tag, bad_state);
+    CHECK(bad_mtp == 0, "%s: %d generations left an inexact cache", tag, bad_mtp);
+    CHECK(drafted > 0 && accepted <= drafted, "%s: drafted %ld accepted %ld", tag, drafted, accepted);
+    printf("  %-34s greedy: %ld/%d prompts identical, %ld tokens; acceptance %.1f%%, %.2f tokens/step\n", tag,
+           n_same, n_prompts, n_tok, drafted ? 100.0 * accepted / drafted : 0.0,
+           steps ? (double)(n_gen - n_prompts) / steps : 0.0);
+    free(a);
+    free(b);
+    free(all);
+    ds3_sampler_free(smp);
+    ds3_session_free(s);
+    ds3_session_free(f);
+}
+
+/* ---- 3. chi-square ------------------------------------------------------------------------ */
+
+/* Upper 0.001 quantile of chi-square with df degrees of freedom (Wilson-Hilferty). */
+static double chi2_crit(int df) {
+    const double z = 3.0902, h = 2.0 / (9.0 * df);
+    double t = 1 - h + z * sqrt(h);
+    return df * t * t * t;
+}
+
+/* Pearson chi-square of counts against probabilities (cells with expectation < 5 pooled). */
+static int chi2_ok(const long *cnt, const double *prob, int n, long N, const char *what, const char *tag) {
+    double stat = 0, pool_e = 0, pool_o = 0;
+    int df = -1;
+    for (int i = 0; i < n; i++) {
+        double e = prob[i] * N;
+        if (e < 5) {
+            pool_e += e;
+            pool_o += cnt[i];
+            if (prob[i] == 0 && cnt[i] > 0) {
+                fprintf(stderr, "%s %s: cell %d has probability 0 but %ld samples\n", tag, what, i, cnt[i]);
+                return 0;
+            }
+            continue;
+        }
+        stat += (cnt[i] - e) * (cnt[i] - e) / e;
+        df++;
+    }
+    if (pool_e > 0) {
+        stat += (pool_o - pool_e) * (pool_o - pool_e) / (pool_e > 1e-9 ? pool_e : 1e-9);
+        df++;
+    }
+    if (df < 1) df = 1;
+    double crit = chi2_crit(df);
+    printf("  %-34s %-10s chi2 %8.1f, df %4d, 0.1%% critical %7.1f: %s\n", tag, what, stat, df, crit,
+           stat <= crit ? "ok" : "REJECT");
+    return stat <= crit;
+}
+
+/* Exact distribution of (x1, x2) and of x3 after `prompt` under the sampler's filtering. */
+static void exact_dist(ds3_model *m, ds3_sampler *smp, const int32_t *prompt, int np, double *p12, double *p3) {
+    const int V = ds3_model_vocab_size(m);
+    ds3_session *s = session(m, 1, 64);
+    char err[DS3_ERR_LEN];
+    float *p1 = malloc((size_t)V * sizeof *p1), *p2 = malloc((size_t)V * sizeof *p2), *pp3 = malloc((size_t)V * sizeof *pp3);
+    memset(p12, 0, (size_t)V * V * sizeof *p12);
+    memset(p3, 0, (size_t)V * sizeof *p3);
+    ds3_session_eval(s, prompt, np, NULL, err, sizeof err);
+    ds3_sampler_probs(smp, ds3_session_logits(s), p1);
+    for (int a = 0; a < V; a++) {
+        if (p1[a] <= 0) continue;
+        ds3_session_truncate(s, np);
+        int32_t ta = a;
+        ds3_session_eval(s, &ta, 1, NULL, err, sizeof err);
+        ds3_sampler_probs(smp, ds3_session_logits(s), p2);
+        for (int b = 0; b < V; b++) {
+            if (p2[b] <= 0) continue;
+            p12[(size_t)a * V + b] = (double)p1[a] * p2[b];
+            ds3_session_truncate(s, np + 1);
+            int32_t tb = b;
+            ds3_session_eval(s, &tb, 1, NULL, err, sizeof err);
+            ds3_sampler_probs(smp, ds3_session_logits(s), pp3);
+            for (int c = 0; c < V; c++) p3[c] += p12[(size_t)a * V + b] * pp3[c];
+        }
+    }
+    free(p1);
+    free(p2);
+    free(pp3);
+    ds3_session_free(s);
+}
+
+static void test_chi2(ds3_model *m, const char *tag, ds3_sampler_params spp, long N) {
+    const int V = ds3_model_vocab_size(m);
+    const int32_t prompt[3] = {3 % V, 7 % V, 5 % V};
+    ds3_sampler *smp = ds3_sampler_new(&spp, V);
+    double *p12 = malloc((size_t)V * V * sizeof *p12), *p3 = malloc((size_t)V * sizeof *p3);
+    exact_dist(m, smp, prompt, 3, p12, p3);
+    long *c12 = malloc((size_t)V * V * sizeof *c12), *c3 = malloc((size_t)V * sizeof *c3);
+    ds3_session *s = session(m, 1, 64);
+    int32_t out[4];
+    collect co = {out, 0, 4};
+    for (int mode = 0; mode < 3; mode++) { /* plain, spec draft 1, spec draft 2 */
+        memset(c12, 0, (size_t)V * V * sizeof *c12);
+        memset(c3, 0, (size_t)V * sizeof *c3);
+        long drafted = 0, accepted = 0;
+        int fails = 0;
+        for (long i = 0; i < N && !fails; i++) {
+            ds3_gen_stats st;
+            fails += gen(s, smp, prompt, 3, 4, mode > 0, mode, 0, &co, &st) != 0 || co.n != 4;
+            c12[(size_t)out[0] * V + out[1]]++;
+            c3[out[2]]++;
+            drafted += st.n_drafted;
+            accepted += st.n_accepted;
+        }
+        CHECK(!fails, "%s: generation failed", tag);
+        char t[128];
+        snprintf(t, sizeof t, "%s %s", tag, mode == 0 ? "plain" : mode == 1 ? "spec d1" : "spec d2");
+        CHECK(chi2_ok(c12, p12, V * V, N, "(x1,x2)", t), "%s: (x1, x2) distribution differs from the exact one", t);
+        CHECK(chi2_ok(c3, p3, V, N, "x3", t), "%s: x3 distribution differs from the exact one", t);
+        if (mode) {
+            double acc = (double)accepted / (double)drafted;
+            printf("  %-34s acceptance %.1f%% over %ld drafts\n", t, 100 * acc, drafted);
+            /* both branches (accept, and reject + residual) must be exercised */
+            CHECK(acc > 0.05 && acc < 0.95, "%s: acceptance %.3f does not exercise both branches", t, acc);
+        }
+    }
+    free(p12);
+    free(p3);
+    free(c12);
+    free(c3);
+    ds3_sampler_free(smp);
+    ds3_session_free(s);
+}
+
+static int is_dir_with_config(const char *d) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/config.json", d);
+    return access(p, R_OK) == 0;
+}
+
+int main(void) {
+    TEST_BEGIN("test_spec");
+    const char *dirs[] = {"tests/fixtures/golden/dev/checkpoint", "tests/fixtures/golden/fp8-dev/checkpoint",
+                          "tests/fixtures/models/v3-bf16/checkpoint", "tests/fixtures/models/v3-fp8-qproj/checkpoint",
+                          "tests/fixtures/models/v3-f32-nogroup/checkpoint", "models/default"};
+    int n_prompts = 100;
+    const char *e = getenv("DS3_SPEC_PROMPTS");
+    if (e && atoi(e) > 0) n_prompts = atoi(e);
+    int n_mtp = 0;
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (!is_dir_with_config(dirs[i])) {
+            if (i + 1 < sizeof dirs / sizeof dirs[0]) CHECK(0, "%s: missing", dirs[i]);
+            continue;
+        }
+        ds3_model *m = load(dirs[i]);
+        CHECK(m != NULL, "%s: load failed", dirs[i]);
+        if (!m) continue;
+        if (ds3_model_has_mtp(m)) {
+            n_mtp++;
+            test_batch_invariance(m, dirs[i]);
+            test_greedy(m, dirs[i], n_prompts, 200);
+        }
+        ds3_model_free(m);
+    }
+    CHECK(n_mtp >= 5, "only %d MTP checkpoints found", n_mtp);
+
+    /* chi-square on a tiny synthetic model (vocab 24) without filtering ... */
+    char tmpl[] = "/tmp/ds3_spec_XXXXXX";
+    char *td = mkdtemp(tmpl);
+    CHECK(td != NULL, "mkdtemp");
+    if (td) {
+        ds3_config c;
+        ds3_synth_bench_config(&c);
+        c.vocab_size = 24;
+        c.hidden_size = 64;
+        c.intermediate_size = 96;
+        c.moe_intermediate_size = 32;
+        c.num_hidden_layers = 2;
+        c.n_heads = 2;
+        c.q_lora_rank = 32;
+        c.kv_lora_rank = 32;
+        c.qk_nope_head_dim = 16;
+        c.qk_rope_head_dim = 8;
+        c.v_head_dim = 16;
+        c.n_routed_experts = 8;
+        c.num_experts_per_tok = 2;
+        c.n_group = 2;
+        c.topk_group = 1;
+        c.max_position_embeddings = 64;
+        c.rope_original_max_pos = 64;
+        char err[DS3_ERR_LEN];
+        int rc = ds3_synth_write(td, &c, DS3_DT_F32, 7, err, sizeof err);
+        CHECK(rc == 0, "synth: %s", err);
+        ds3_model *m = rc ? NULL : load(td);
+        if (m) {
+            ds3_sampler_params sp = {.temp = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 11};
+            test_chi2(m, "synth-v24 t1", sp, 20000);
+            ds3_model_free(m);
+        }
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", td);
+        if (system(cmd)) {}
+    }
+    /* ... and on a fixture (vocab 128) with every filter on */
+    ds3_model *m = load("tests/fixtures/models/v3-f32-nogroup/checkpoint");
+    if (m) {
+        ds3_sampler_params sp = {.temp = 1.5f, .top_k = 12, .top_p = 0.9f, .min_p = 0.05f, .seed = 12};
+        test_chi2(m, "v3-f32-nogroup t1.5 k12 p.9 m.05", sp, 20000);
+        ds3_model_free(m);
+    }
+    return TEST_REPORT();
+}
