@@ -86,7 +86,7 @@ AI __mmask16 tail_mask(int64_t n) { return (__mmask16)((1u << n) - 1u); }
 #define PF_HINT _MM_HINT_T0
 #endif
 #ifndef PF_DIST
-#define PF_DIST 1024
+#define PF_DIST 2048
 #endif
 
 AI void dec_chunk(const int dt, const int R, const int NT, const void *const *rp, int64_t k, __mmask16 m,
