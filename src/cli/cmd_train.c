@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli.h"
+#include "train/plot.h"
 #include "train/trainer.h"
 #include "util/common.h"
 
@@ -44,10 +47,45 @@ static void usage(void) {
            "  --resume              continue the run found in --out (its saved settings; --steps may change)\n"
            "  --stop-after K        end this invocation after step K with a checkpoint\n"
            "  --progress / --no-progress   force the progress bar on or off\n"
-           "  -q, --quiet           no progress output\n");
+           "  -q, --quiet           no progress output\n\n"
+           "       ds3 train --plot OUT.png KEY LOG.jsonl...   plot KEY (loss, val_loss, maxvio_global, ...) of\n"
+           "                        several runs in one PNG (colours in order: blue, red, green, orange, purple)\n");
+}
+
+/* ds3 train --plot OUT.png KEY LOG.jsonl...: one curve of KEY per log (series colours in order:
+ * blue, red, green, orange, purple, ...), for comparing runs (docs/experiments.md). */
+static int plot_logs(int argc, char **argv) {
+    if (argc < 5) return cli_usage_error(C, "--plot OUT.png KEY LOG.jsonl...");
+    const char *out = argv[2], *key = argv[3];
+    int n = argc - 4;
+    ds3_plot_series *s = calloc((size_t)n, sizeof *s);
+    for (int k = 0; k < n; k++) {
+        char err[DS3_ERR_LEN];
+        size_t len;
+        char *text = ds3_read_file(argv[4 + k], &len, (size_t)1 << 32, err, sizeof err);
+        if (!text) { fprintf(stderr, "ds3 train: %s\n", err); return 1; }
+        double *x = malloc((len / 16 + 1) * sizeof(double) * 2), *y = x + len / 16 + 1;
+        long m = 0;
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+            json_error_t je;
+            json_t *j = json_loads(line, 0, &je);
+            if (!j) continue;
+            json_t *v = json_object_get(j, key);
+            if (v && json_is_number(v)) x[m] = (double)json_integer_value(json_object_get(j, "step")), y[m++] = json_number_value(v);
+            json_decref(j);
+        }
+        free(text);
+        s[k] = (ds3_plot_series){argv[4 + k], x, y, m, 0};
+        printf("%s: %ld points of %s, colour #%06x\n", argv[4 + k], m, key, ds3_plot_color(k));
+    }
+    int rc = ds3_plot_png(out, key, "step", s, n, NULL, 0);
+    for (int k = 0; k < n; k++) free((void *)s[k].x);
+    free(s);
+    return rc ? 1 : 0;
 }
 
 int ds3_cmd_train(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--plot")) return plot_logs(argc, argv);
     ds3_train_opts o;
     ds3_train_default_opts(&o);
     const char **data = calloc((size_t)argc + 1, sizeof *data);
