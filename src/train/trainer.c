@@ -435,7 +435,13 @@ int ds3_train_run(const ds3_train_opts *oin, char *err, size_t errlen) {
     ds3_train_opts *o = &R.o;
     int rc = 0;
     char p[4096], ck[4096];
-    mkdir(o->out, 0755);
+    {   /* mkdir -p */
+        char d[4096];
+        snprintf(d, sizeof d, "%s", o->out);
+        for (char *q = d + 1; *q; q++)
+            if (*q == '/') *q = 0, mkdir(d, 0755), *q = '/';
+        mkdir(d, 0755);
+    }
     path2(ck, sizeof ck, o->out, "ckpt");
     if (o->resume && !exists(ck)) {
         path2(ck, sizeof ck, o->out, "ckpt.old");
