@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kernels/quant.h"
 #include "util/common.h"
 
 typedef struct {
@@ -209,6 +210,7 @@ void ds3_model_free(ds3_model *m) {
     free(m->final_norm);
     free(m->rope_inv_freq);
     ds3_st_close(m->st);
+    ds3_model_gguf_close(m);
     free(m->dir);
     free(m);
 }
@@ -222,6 +224,7 @@ ds3_model *ds3_model_load(const char *dir, const ds3_model_params *p, char *err,
         ds3_seterr(err, errlen, DS3_ERR_IO, "%s: model directory does not exist", dir ? dir : "(null)");
         return NULL;
     }
+    if (S_ISREG(sb.st_mode)) return ds3_model_load_gguf(dir, p, err, errlen); /* a GGUF file */
     if (!S_ISDIR(sb.st_mode)) {
         ds3_seterr(err, errlen, DS3_ERR_IO, "%s: not a model directory (expected a folder with config.json and *.safetensors)",
                    dir);
@@ -291,6 +294,7 @@ const char *ds3_model_dir(const ds3_model *m) { return m->dir; }
 
 static double mat_bytes(const ds3_mat *w) {
     if (!w->data) return 0;
+    if (DS3_DT_IS_QUANT(w->dtype)) return ds3_mat_bytes(w);
     double b = (double)w->rows * w->cols * ds3_dtype_size(w->dtype);
     if (w->dtype == DS3_DT_F8E4M3)
         b += 4.0 * ((w->rows + 127) / 128) * ((w->cols + 127) / 128);
@@ -304,8 +308,8 @@ static double ffn_params(const ds3_ffn_w *f) { return mat_params(&f->gate) + mat
 static void layer_stats(const ds3_model *m, const ds3_layer_w *w, double *p_tot, double *p_act, double *b_tok) {
     const ds3_config *c = &m->cfg;
     double p = 2.0 * c->hidden_size, b = 0;
-    const ds3_mat *att[] = {&w->q_a, &w->q_b, &w->q, &w->kv_a, &w->kv_b, &w->o};
-    for (int i = 0; i < 6; i++) {
+    const ds3_mat *att[] = {&w->q_a, &w->q_b, &w->q, &w->kv_a, &w->kv_b, &w->o, &w->k_b, &w->v_b};
+    for (int i = 0; i < 8; i++) {
         p += mat_params(att[i]);
         b += mat_bytes(att[i]);
     }
@@ -339,7 +343,7 @@ void ds3_model_get_stats(const ds3_model *m, ds3_model_stats *s) {
     double pt = mat_params(&m->embed) + c->hidden_size, pa = c->hidden_size, bt = 0;
     if (m->head.data != m->embed.data) pt += mat_params(&m->head);
     pa += mat_params(&m->head) + c->hidden_size; /* one embedding row is read, the head fully */
-    bt += mat_bytes(&m->head) + (double)c->hidden_size * ds3_dtype_size(m->embed.dtype);
+    bt += mat_bytes(&m->head) + (double)ds3_row_bytes(m->embed.dtype, c->hidden_size);
     for (int l = 0; l < c->num_hidden_layers; l++) layer_stats(m, &m->layers[l], &pt, &pa, &bt);
     s->n_params_total = pt;
     s->n_params_active = pa;
@@ -352,7 +356,7 @@ void ds3_model_get_stats(const ds3_model *m, ds3_model_stats *s) {
         if (m->mtp[k].mtp_head.data != m->head.data) mt += mat_params(&m->mtp[k].mtp_head);
     }
     s->n_params_mtp = mt;
-    s->bytes_weights = (double)ds3_st_total_bytes(m->st);
+    s->bytes_weights = m->st ? (double)ds3_st_total_bytes(m->st) : ds3_model_gguf_bytes(m);
     s->kv_bytes_per_token = 4.0 * c->num_hidden_layers * (c->kv_lora_rank + c->qk_rope_head_dim);
 }
 

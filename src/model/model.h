@@ -26,6 +26,9 @@ typedef struct ds3_layer_w {
     float *kv_a_norm;        /* (rkv,) */
     ds3_mat kv_b;            /* (H*(dn+dv), rkv): per head [W_UK (dn rows) | W_UV (dv rows)] */
     ds3_mat o;               /* (d, H*dv) */
+    /* GGUF split MLA layout (llama.cpp attn_k_b / attn_v_b); when k_b.data is set, kv_b is unset:
+     * k_b (H*rkv, dn): rows [h*rkv, (h+1)*rkv) = W_UK(h)^T;  v_b (H*dv, rkv): rows [h*dv, ..) = W_UV(h) */
+    ds3_mat k_b, v_b;
     /* FFN: dense or MoE */
     int is_moe;
     ds3_ffn_w dense;         /* dense layers */
@@ -46,6 +49,7 @@ struct ds3_model {
     char *dir;
     ds3_config cfg;
     ds3_st *st;
+    struct ds3_gguf *gguf;   /* set instead of st for a GGUF file (src/model/model_gguf.c) */
     ds3_mat embed;           /* (V, d) */
     float *final_norm;       /* (d,) */
     ds3_mat head;            /* (V, d) */
@@ -56,5 +60,11 @@ struct ds3_model {
     float *rope_inv_freq;    /* (dr/2,) */
     int verbose;
 };
+
+/* GGUF model files (src/model/model_gguf.c): ds3_model_load calls it for a regular file. */
+ds3_model *ds3_model_load_gguf(const char *path, const ds3_model_params *p, char *err, size_t errlen);
+/* Release the GGUF mapping of a model (called by ds3_model_free). */
+void ds3_model_gguf_close(ds3_model *m);
+double ds3_model_gguf_bytes(const ds3_model *m);  /* data bytes of the GGUF file */
 
 #endif

@@ -8,6 +8,8 @@
  *   lat_h  = sum_s softmax(score)_s c_kv[s]                                              (T, rkv)
  *   o_h    = W_UV(h) lat_h               W_UV(h) = kv_b rows [h(dn+dv)+dn, (h+1)(dn+dv))  (T, dv)
  *   out    = o_proj(concat_h o_h)
+ * GGUF files in llama.cpp's split layout carry k_b = W_UK(h)^T and v_b = W_UV(h) per head
+ * instead of kv_b (ds3_layer_w.k_b/v_b); then both products are plain matmuls over their rows.
  * Heads are split across threads; each thread has its own scratch (ctx->tbuf[ith]). */
 #include <math.h>
 #include <stdatomic.h>
@@ -44,12 +46,17 @@ static void attn_worker(void *arg, int ith, int nth) {
     const ds3_mat *kvb = &a->w->kv_b;
     for (int h; (h = atomic_fetch_add_explicit(&a->next_head, 1, memory_order_relaxed)) < H;) {
         const int64_t row0 = (int64_t)h * (dn + dv);
-        for (int j = 0; j < dn; j++) ds3_dequant_row(kvb, row0 + j, 0, rkv, wuk + (size_t)j * rkv);
-        for (int t = 0; t < T; t++) {
-            const float *qn = a->q + ((size_t)t * H + h) * dq;
-            float *qat = qa + (size_t)t * rkv;
-            memset(qat, 0, (size_t)rkv * sizeof(float));
-            for (int j = 0; j < dn; j++) ds3_kern->axpy(rkv, qn[j], wuk + (size_t)j * rkv, qat);
+        if (a->w->k_b.data) { /* GGUF split layout: qa = k_b(h) q_nope, k_b(h) = W_UK(h)^T (rkv, dn) */
+            ds3_matmul(&a->w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qa,
+                       (size_t)rkv);
+        } else {
+            for (int j = 0; j < dn; j++) ds3_dequant_row(kvb, row0 + j, 0, rkv, wuk + (size_t)j * rkv);
+            for (int t = 0; t < T; t++) {
+                const float *qn = a->q + ((size_t)t * H + h) * dq;
+                float *qat = qa + (size_t)t * rkv;
+                memset(qat, 0, (size_t)rkv * sizeof(float));
+                for (int j = 0; j < dn; j++) ds3_kern->axpy(rkv, qn[j], wuk + (size_t)j * rkv, qat);
+            }
         }
         for (int t = 0; t < T; t++) {
             const float *qpe = a->q + ((size_t)t * H + h) * dq + dn;
@@ -69,7 +76,11 @@ static void attn_worker(void *arg, int ith, int nth) {
             memset(lt, 0, (size_t)rkv * sizeof(float));
             for (int s = 0; s < n_keys; s++) ds3_kern->axpy(rkv, sc[s] * inv, a->cache + (size_t)s * ldc, lt);
         }
-        ds3_matmul(kvb, row0 + dn, row0 + dn + dv, lat, (size_t)rkv, T, a->o + (size_t)h * dv, (size_t)H * dv);
+        if (a->w->v_b.data) /* o_h = v_b(h) lat, v_b(h) = W_UV(h) (dv, rkv) */
+            ds3_matmul(&a->w->v_b, (int64_t)h * dv, (int64_t)(h + 1) * dv, lat, (size_t)rkv, T, a->o + (size_t)h * dv,
+                       (size_t)H * dv);
+        else
+            ds3_matmul(kvb, row0 + dn, row0 + dn + dv, lat, (size_t)rkv, T, a->o + (size_t)h * dv, (size_t)H * dv);
     }
 }
 

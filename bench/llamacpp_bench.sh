@@ -1,0 +1,53 @@
+#!/bin/sh
+# bench/llamacpp_bench.sh -- `make bench-llamacpp`: ds3 against llama.cpp on the same GGUF files.
+#
+#  1. npm-installs node-llama-cpp@3.21.1 into bench/out/llamacpp/npm (once) and builds llama.cpp's
+#     own llama-bench from the source that package ships (llama/gitRelease.bundle = the exact code
+#     of its prebuilt binaries): CPU only, Release, GGML_NATIVE (about 17 minutes on 2 cores; the
+#     build is cached in bench/out/llamacpp/build).
+#  2. writes the DeepSeek-V3-shaped benchmark model (~1.2B total / 0.2B active; `ds3 bench --synth`)
+#     and converts it with `ds3 convert` to GGUF in Q8_0 and Q4_K.
+#  3. measures both engines on each file at $THREADS threads (default 2), weights loaded into RAM
+#     on both sides (llama-bench --mmap 0, ds3 --no-mmap): prompt processing of 512 tokens and
+#     generation of 128 tokens, and prints tok/s side by side with the ratios ds3 / llama.cpp.
+#
+# Environment: THREADS=N, QUICK=1 (pp128/tg32, 1 rep), LLAMACPP_BUILD_ONLY=1 (stop after step 1),
+# LLAMA_BENCH=/path/to/llama-bench (skip step 1), TYPES="q8_0 q4_k".
+set -e
+B=${DS3_BUILD:-build}
+OUT=bench/out
+LC=$OUT/llamacpp
+T=${THREADS:-2}
+TYPES=${TYPES:-"q8_0 q4_k"}
+NP=512; NG=128; REPS=3
+[ -n "$QUICK" ] && { NP=128; NG=32; REPS=1; }
+mkdir -p "$LC"
+
+build_llama_bench() {
+    if [ -x "$LC/build/bin/llama-bench" ]; then return 0; fi
+    command -v npm >/dev/null 2>&1 || { echo "llamacpp_bench: npm not found; cannot fetch node-llama-cpp"; return 1; }
+    command -v cmake >/dev/null 2>&1 || { echo "llamacpp_bench: cmake not found"; return 1; }
+    if [ ! -f "$LC/npm/node_modules/node-llama-cpp/llama/gitRelease.bundle" ]; then
+        echo "llamacpp_bench: npm install node-llama-cpp@3.21.1 into $LC/npm"
+        mkdir -p "$LC/npm"
+        (cd "$LC/npm" && { [ -f package.json ] || echo '{"name":"ds3-llamacpp-bench","private":true}' > package.json; } &&
+            npm install --no-audit --no-fund --ignore-scripts node-llama-cpp@3.21.1 > install.log 2>&1) ||
+            { echo "llamacpp_bench: npm install failed (see $LC/npm/install.log)"; return 1; }
+    fi
+    if [ ! -f "$LC/src/CMakeLists.txt" ]; then
+        rm -rf "$LC/src"
+        git clone -q "$LC/npm/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$LC/src"
+    fi
+    echo "llamacpp_bench: building llama-bench (CPU, Release, native; ~17 min on 2 cores; log $LC/build.log)"
+    J=${LLAMACPP_JOBS:-2}
+    (cmake -S "$LC/src" -B "$LC/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
+        -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
+        -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF &&
+        nice -n 10 cmake --build "$LC/build" --target llama-bench -j "$J") > "$LC/build.log" 2>&1 ||
+        { echo "llamacpp_bench: build failed (tail of $LC/build.log):"; tail -20 "$LC/build.log"; return 1; }
+    [ -x "$LC/build/bin/llama-bench" ]
+}
+
+LB=${LLAMA_BENCH:-$LC/build/bin/llama-bench}
+if [ -z "$LLAMA_BENCH" ]; then build_llama_bench || { echo "# llamacpp_bench: skipped (no llama-bench)"; exit 0; }; fi
+[ -n "$LLAMACPP_BUILD_ONLY" ] && { echo "llamacpp_bench: $LB ready"; exit 0; }
