@@ -1,5 +1,5 @@
-/* quant_simd.c -- placeholders for the AVX2 / AVX-512 quantised kernel tables. */
+/* quant_simd.c -- placeholder for the AVX2 quantised kernel table until quant_avx2.c lands
+ * (NULL matmul: ds3_kernels_init then uses the scalar twin for AVX2-only CPUs). */
 #include "kernels.h"
 
 const ds3_kernels ds3_qkernels_avx2 = {.name = "qavx2"};
-const ds3_kernels ds3_qkernels_avx512 = {.name = "qavx512"};
