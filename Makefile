@@ -84,10 +84,16 @@ deps:
 check-deps:
 	@pkg-config --exists jansson libpcre2-8 libpng || $(MAKE) deps
 
-DEFAULT_MODEL ?= tests/fixtures/models/dev
+# The default model (models/default, trained by ds3 itself) tells a story; PROMPT=... to change it.
+PROMPT ?= Once upon a time
 run: check-deps
 	@$(MAKE) --no-print-directory $(O)/ds3
-	$(O)/ds3 run -m $(DEFAULT_MODEL) --tokens 0,5,17,42 -n 32 --temp 0
+	@if [ -f models/default/config.json ]; then \
+	  $(O)/ds3 run -p "$(PROMPT)" -n 200 --temp 0.7 --seed 1; \
+	else \
+	  echo "(models/default is not there yet: running the golden test checkpoint on token ids)"; \
+	  $(O)/ds3 run -m tests/fixtures/golden/dev/checkpoint --tokens 0,5,17,42 -n 32 --temp 0; \
+	fi
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -103,7 +103,7 @@ int cli_load(const char *C, cli_gen_opts *o, ds3_model **m, ds3_session **s, ds3
     o->mp.load_mtp = want_mtp;
     *m = ds3_model_load(dir, &o->mp, err, sizeof err);
     if (!*m) {
-        fprintf(stderr, "ds3 %s: %s\n", C, err);
+        fprintf(stderr, "ds3 %s: %s\nrun 'ds3 %s --help' for usage\n", C, err, C);
         return 1;
     }
     if (o->spec < 0) o->spec = ds3_model_has_mtp(*m);
