@@ -122,6 +122,10 @@ void ds3_gguf_w_arr_i32(ds3_gguf_writer *w, const char *key, const int32_t *v, u
  * ds3_gguf_writer_write returns, or pass own = 1 to hand over a malloc'd buffer). */
 void ds3_gguf_w_tensor(ds3_gguf_writer *w, const char *name, uint32_t ggml_type, int n_dims, const int64_t *ne,
                        const void *data, size_t nbytes, int own);
+/* Tensor data produced at write time: fill exactly nbytes into buf; return 0 or a ds3_status. */
+typedef int (*ds3_gguf_fill_fn)(void *ctx, void *buf, size_t nbytes, char *err, size_t errlen);
+void ds3_gguf_w_tensor_cb(ds3_gguf_writer *w, const char *name, uint32_t ggml_type, int n_dims, const int64_t *ne,
+                          size_t nbytes, ds3_gguf_fill_fn fill, void *ctx);
 /* Write the file atomically (temp + fsync + rename), alignment 32. */
 int ds3_gguf_writer_write(ds3_gguf_writer *w, const char *path, char *err, size_t errlen);
 
