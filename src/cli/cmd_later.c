@@ -7,5 +7,4 @@ static int todo(const char *c) {
     fprintf(stderr, "ds3 %s: not implemented yet\n", c);
     return 2;
 }
-int ds3_cmd_convert(int argc, char **argv) { return todo("convert"); }
 int ds3_cmd_serve(int argc, char **argv) { return todo("serve"); }
