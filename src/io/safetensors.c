@@ -301,7 +301,7 @@ static int open_file(ds3_st *st, const char *path, const ds3_st_opts *o, char *e
         st->t = nt;
         st->cap = nc;
     }
-    memcpy(st->t + st->n, t, (size_t)n * sizeof *t);
+    if (n) memcpy(st->t + st->n, t, (size_t)n * sizeof *t); /* st->t is still NULL after empty shards */
     free(t);
     st->n += n;
     return 0;

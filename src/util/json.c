@@ -21,9 +21,13 @@ int ds3_json_int(const json_t *obj, const char *key, int required, long def, lon
     if (json_is_integer(v)) d = (double)json_integer_value(v);
     else if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v)) d = json_real_value(v);
     else return ds3_seterr(err, errlen, DS3_ERR_FORMAT, "%s: field '%s' must be an integer", file, key);
-    if (!(d >= (double)lo && d <= (double)hi))
-        return ds3_seterr(err, errlen, DS3_ERR_FORMAT, "%s: field '%s' = %.0f is out of range [%ld, %ld]", file,
+    if (!(d >= (double)lo && d <= (double)hi)) {
+        if (json_is_integer(v)) /* exact, not rounded through double */
+            return ds3_seterr(err, errlen, DS3_ERR_FORMAT, "%s: field '%s' = %lld is out of range [%ld, %ld]", file,
+                              key, (long long)json_integer_value(v), lo, hi);
+        return ds3_seterr(err, errlen, DS3_ERR_FORMAT, "%s: field '%s' = %.6g is out of range [%ld, %ld]", file,
                           key, d, lo, hi);
+    }
     *out = (long)d;
     return 0;
 }
