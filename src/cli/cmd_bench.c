@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "ds3.h"
+#include "infer/generate.h"
 #include "infer/sampler.h"
 #include "kernels/membw.h"
 #include "model/synth.h"
@@ -15,7 +16,7 @@
 
 static void usage(void) {
     printf("usage: ds3 bench -m DIR [options]\n"
-           "       ds3 bench --synth DIR [--dtype bf16|fp8|f16|f32] [--seed S]\n\n"
+           "       ds3 bench --synth DIR [--dtype bf16|fp8|f16|f32] [--seed S] [--mtp-agree [--block-scale S]]\n\n"
            "  -m, --model DIR       model to measure\n"
            "  -t, --threads N       threads (default: all cores)\n"
            "  -p, --n-prompt N      prompt length for prompt processing (default 512)\n"
@@ -25,7 +26,14 @@ static void usage(void) {
            "                        mem_bw_gb_s, roofline_fraction, ...)\n"
            "  --no-mmap, --mlock    load the weights into RAM / lock them (recommended: the page cache may\n"
            "                        be trimmed under you)\n"
-           "  --synth DIR           write the synthetic benchmark checkpoint to DIR and exit\n");
+           "  --synth DIR           write the synthetic benchmark checkpoint to DIR and exit\n"
+           "  --mtp-agree           with --synth: an MTP module that agrees with the main model (the main\n"
+           "                        model made nearly bigram by scaling block outputs by --block-scale,\n"
+           "                        default 0.02; see docs/speculative.md): the ceiling of MTP speculation\n"
+           "  --spec                also measure greedy decode with MTP speculation against plain decode\n"
+           "                        (same prompt, interleaved repetitions): acceptance rate, tokens per\n"
+           "                        main step, decode tok/s and the speed-up (JSON: spec_* fields)\n"
+           "  --draft N             drafts per step with --spec (default 1)\n");
 }
 
 static double rss_bytes(const char *key) {
@@ -39,10 +47,70 @@ static double rss_bytes(const char *key) {
     return v;
 }
 
+typedef struct {
+    double acceptance, tokens_per_step, plain_tg, spec_tg;
+    int identical;
+} bench_spec_res;
+
+typedef struct {
+    int32_t *t;
+    int n;
+} bench_toks;
+static int bench_on_tok(void *ud, int32_t t) {
+    bench_toks *b = ud;
+    b->t[b->n++] = t;
+    return 0;
+}
+
+/* Greedy decode of ng tokens after the prompt, plain and speculative, alternating, best of reps. */
+static int bench_spec(ds3_session *s, const int32_t *prompt, int np, int ng, int reps, int n_draft, int quiet,
+                      bench_spec_res *r, char *err, size_t errlen) {
+    ds3_sampler_params spp = ds3_sampler_default_params();
+    spp.temp = 0;
+    ds3_sampler *smp = ds3_sampler_new(&spp, ds3_model_vocab_size(ds3_session_model(s)));
+    int32_t *out[2] = {malloc((size_t)ng * sizeof(int32_t)), malloc((size_t)ng * sizeof(int32_t))};
+    double best[2] = {1e30, 1e30};
+    int rc = 0, n[2] = {0, 0};
+    r->identical = 1;
+    for (int rep = 0; rep < reps && !rc; rep++)
+        for (int mode = 0; mode < 2 && !rc; mode++) {
+            ds3_gen_params gp = ds3_gen_default_params();
+            bench_toks bt = {out[mode], 0};
+            gp.n_predict = ng;
+            gp.stop_at_eos = 0;
+            gp.spec = mode;
+            gp.n_draft = n_draft;
+            gp.on_token = bench_on_tok;
+            gp.ud = &bt;
+            ds3_gen_stats st;
+            ds3_session_reset(s);
+            rc = mode ? ds3_generate_spec(s, smp, prompt, np, &gp, &st, err, errlen)
+                      : ds3_generate_plain(s, smp, prompt, np, &gp, &st, err, errlen);
+            if (rc) break;
+            n[mode] = bt.n;
+            if (st.t_gen < best[mode]) best[mode] = st.t_gen;
+            r[0].plain_tg = n[0] / best[0];
+            r[0].spec_tg = n[1] / best[1];
+            if (mode) {
+                r->acceptance = st.n_drafted ? (double)st.n_accepted / st.n_drafted : 0;
+                r->tokens_per_step = st.n_steps ? (double)(st.n_gen - 1) / st.n_steps : 0;
+                r->identical &= n[0] == n[1] && !memcmp(out[0], out[1], (size_t)n[0] * sizeof(int32_t));
+            }
+            if (!quiet)
+                fprintf(stderr, "ds3 bench: rep %d %s: %.2f tok/s\n", rep + 1, mode ? "spec " : "plain", st.n_gen / st.t_gen);
+        }
+    free(out[0]);
+    free(out[1]);
+    ds3_sampler_free(smp);
+    return rc;
+}
+
 int ds3_cmd_bench(int argc, char **argv) {
     const char *C = "bench", *dir = NULL, *synth = NULL, *dts = "bf16";
     long threads = 0, np = 512, ng = 128, reps = 2, seed = 1;
-    int json = 0;
+    int json = 0, spec = 0, agree = 0;
+    long n_draft = 1;
+    double bscale = 0.02;
     ds3_model_params mp = ds3_model_default_params();
     mp.load_mtp = 0;
     for (int i = 1; i < argc; i++) {
@@ -57,6 +125,10 @@ int ds3_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { if (cli_parse_int(C, a, v, 1, 1 << 16, &ng)) return 2; i++; }
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) { if (cli_parse_int(C, a, v, 1, 100, &reps)) return 2; i++; }
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--spec")) spec = 1;
+        else if (!strcmp(a, "--mtp-agree")) agree = 1;
+        else if (!strcmp(a, "--draft")) { if (cli_parse_int(C, a, v, 1, 16, &n_draft)) return 2; i++; }
+        else if (!strcmp(a, "--block-scale")) { if (cli_parse_float(C, a, v, 0, 1, &bscale)) return 2; i++; }
         else if (!strcmp(a, "--no-mmap")) mp.use_mmap = 0;
         else if (!strcmp(a, "--mlock")) mp.use_mlock = 1;
         else return cli_usage_error(C, "unknown option '%s'", a);
@@ -71,21 +143,24 @@ int ds3_cmd_bench(int argc, char **argv) {
         else return cli_usage_error(C, "--dtype: '%s' is not bf16, fp8, f16 or f32", dts);
         ds3_config c;
         ds3_synth_bench_config(&c);
-        if (ds3_synth_write(synth, &c, dt, (uint64_t)seed, err, sizeof err)) { fprintf(stderr, "ds3 bench: %s\n", err); return 1; }
-        fprintf(stderr, "ds3 bench: wrote %s (%s)\n", synth, dts);
+        ds3_synth_opts so = {.mtp_agree = agree, .block_scale = (float)bscale};
+        if (ds3_synth_write_opts(synth, &c, dt, (uint64_t)seed, &so, err, sizeof err)) { fprintf(stderr, "ds3 bench: %s\n", err); return 1; }
+        fprintf(stderr, "ds3 bench: wrote %s (%s%s)\n", synth, dts, agree ? ", agreeing MTP" : "");
         return 0;
     }
     if (!dir) return cli_usage_error(C, "-m DIR is required");
     if (threads <= 0) threads = ds3_n_cpus();
+    mp.load_mtp = spec;
     ds3_model *m = ds3_model_load(dir, &mp, err, sizeof err);
     if (!m) { fprintf(stderr, "ds3 bench: %s\n", err); return 1; }
+    if (spec && !ds3_model_has_mtp(m)) { fprintf(stderr, "ds3 bench: %s: --spec needs MTP weights\n", dir); ds3_model_free(m); return 1; }
     ds3_model_stats ms;
     ds3_model_get_stats(m, &ms);
     ds3_session_params sp = ds3_session_default_params();
     sp.n_threads = (int)threads;
-    sp.n_ctx = (int)(np + ng + 8);
+    sp.n_ctx = (int)(np + ng + 8 + n_draft);
     sp.n_batch = (int)np;
-    sp.use_mtp = 0;
+    sp.use_mtp = spec;
     ds3_session *s = ds3_session_new(m, &sp, err, sizeof err);
     if (!s) { fprintf(stderr, "ds3 bench: %s\n", err); ds3_model_free(m); return 1; }
     if (!json) fprintf(stderr, "ds3 bench: measuring memory bandwidth (%ld threads)...\n", threads);
@@ -117,6 +192,11 @@ int ds3_cmd_bench(int argc, char **argv) {
         if (!json) fprintf(stderr, "ds3 bench: rep %ld: pp %.1f tok/s, tg %.2f tok/s\n", r + 1, np / best_pp, ng / best_tg);
     }
     if (rc) { fprintf(stderr, "ds3 bench: %s\n", err); goto out; }
+    bench_spec_res sr = {0};
+    if (spec && (rc = bench_spec(s, toks, (int)np, (int)ng, (int)reps, (int)n_draft, json, &sr, err, sizeof err))) {
+        fprintf(stderr, "ds3 bench: %s\n", err);
+        goto out;
+    }
     const double pp = np / best_pp, tg = ng / best_tg, frac = tg * ms.bytes_per_token / (bw * 1e9);
     const double kv = ms.kv_bytes_per_token * sp.n_ctx;
     const double limit = (ms.bytes_weights + kv) * 1.10;
@@ -124,9 +204,14 @@ int ds3_cmd_bench(int argc, char **argv) {
         printf("{\"model\": \"%s\", \"kernels\": \"%s\", \"threads\": %ld, \"n_prompt\": %ld, \"n_gen\": %ld, "
                "\"pp_tok_s\": %.3f, \"tg_tok_s\": %.3f, \"bytes_per_token\": %.0f, \"mem_bw_gb_s\": %.3f, "
                "\"roofline_fraction\": %.4f, \"params_total\": %.0f, \"params_active\": %.0f, "
-               "\"weights_bytes\": %.0f, \"rss_bytes\": %.0f, \"rss_limit_bytes\": %.0f}\n",
+               "\"weights_bytes\": %.0f, \"rss_bytes\": %.0f, \"rss_limit_bytes\": %.0f",
                dir, ds3_kernels_name(), threads, np, ng, pp, tg, ms.bytes_per_token, bw, frac, ms.n_params_total,
                ms.n_params_active, ms.bytes_weights, rss_max, limit);
+        if (spec)
+            printf(", \"spec_draft\": %ld, \"spec_acceptance\": %.4f, \"spec_tokens_per_step\": %.3f, "
+                   "\"spec_plain_tg_tok_s\": %.3f, \"spec_tg_tok_s\": %.3f, \"spec_speedup\": %.3f, \"spec_identical\": %d",
+                   n_draft, sr.acceptance, sr.tokens_per_step, sr.plain_tg, sr.spec_tg, sr.spec_tg / sr.plain_tg, sr.identical);
+        printf("}\n");
     } else {
         printf("model            %s\n", dir);
         printf("kernels          %s, %ld threads\n", ds3_kernels_name(), threads);
@@ -137,6 +222,13 @@ int ds3_cmd_bench(int argc, char **argv) {
         printf("memory bw        %.2f GB/s (triad)\n", bw);
         printf("roofline         %.3f of the bandwidth limit (%.2f tok/s)\n", frac, bw * 1e9 / ms.bytes_per_token);
         printf("resident memory  %.0f MB (limit weights + KV + 10%% = %.0f MB)\n", rss_max / 1e6, limit / 1e6);
+        if (spec) {
+            printf("speculation      MTP, %ld draft: acceptance %.1f%%, %.2f tokens per main step\n", n_draft,
+                   100 * sr.acceptance, sr.tokens_per_step);
+            printf("decode plain     %.2f tok/s\n", sr.plain_tg);
+            printf("decode spec      %.2f tok/s (%.2fx)%s\n", sr.spec_tg, sr.spec_tg / sr.plain_tg,
+                   sr.identical ? "" : " -- OUTPUT DIFFERS FROM PLAIN");
+        }
     }
 out:
     free(toks);

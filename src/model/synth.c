@@ -104,8 +104,9 @@ static void shard_free(shard *sh) {
 }
 
 /* A matrix (rows, cols) in dtype dt; FP8 also writes <name>_scale_inv. */
-static void add_mat(shard *sh, rng_t *r, const char *name, int dt, int64_t rows, int64_t cols) {
-    const float a = sqrtf(3.0f / (float)cols);
+/* mul scales the whole matrix (1 for the plain checkpoint: bit-identical to no scaling). */
+static void add_mat_mul(shard *sh, rng_t *r, const char *name, int dt, int64_t rows, int64_t cols, float mul) {
+    const float a = sqrtf(3.0f / (float)cols) * mul;
     void *b = shard_add(sh, name, dt, rows, cols);
     const size_t n = (size_t)rows * cols;
     if (dt == DS3_DT_F32) {
@@ -127,6 +128,21 @@ static void add_mat(shard *sh, rng_t *r, const char *name, int dt, int64_t rows,
         for (int64_t i = 0; i < br * bc; i++) s[i] = a / 448.0f * (1.0f + 0.05f * rng_unif(r));
     }
 }
+static void add_mat(shard *sh, rng_t *r, const char *name, int dt, int64_t rows, int64_t cols) {
+    add_mat_mul(sh, r, name, dt, rows, cols, 1.0f);
+}
+
+/* The identity on the first half of the input: (n, 2n) = [I | 0] (eh_proj of the agreeing MTP). */
+static void add_eye_half(shard *sh, const char *name, int dt, int64_t n) {
+    void *b = shard_add(sh, name, dt, n, 2 * n);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < 2 * n; j++) {
+            float v = i == j ? 1.0f : 0.0f;
+            size_t k = (size_t)i * 2 * n + j;
+            if (dt == DS3_DT_F32) ((float *)b)[k] = v;
+            else ((uint16_t *)b)[k] = dt == DS3_DT_F16 ? ds3_f32_to_f16(v) : ds3_f32_to_bf16(v);
+        }
+}
 
 static void add_vec(shard *sh, rng_t *r, const char *name, int dt, int64_t n, float base, float noise) {
     void *b = shard_add(sh, name, dt, n, 0);
@@ -137,14 +153,14 @@ static void add_vec(shard *sh, rng_t *r, const char *name, int dt, int64_t n, fl
     }
 }
 
-static void add_ffn(shard *sh, rng_t *r, const char *prefix, int dt, int64_t d, int64_t inter) {
+static void add_ffn(shard *sh, rng_t *r, const char *prefix, int dt, int64_t d, int64_t inter, float down_mul) {
     char n[512];
     snprintf(n, sizeof n, "%s.gate_proj.weight", prefix);
     add_mat(sh, r, n, dt, inter, d);
     snprintf(n, sizeof n, "%s.up_proj.weight", prefix);
     add_mat(sh, r, n, dt, inter, d);
     snprintf(n, sizeof n, "%s.down_proj.weight", prefix);
-    add_mat(sh, r, n, dt, d, inter);
+    add_mat_mul(sh, r, n, dt, d, inter, down_mul);
 }
 
 static int write_shard(const char *dir, int idx, int total, shard *sh, json_t *wm, char *err, size_t errlen) {
@@ -158,6 +174,13 @@ static int write_shard(const char *dir, int idx, int total, shard *sh, json_t *w
 }
 
 int ds3_synth_write(const char *dir, const ds3_config *cfg, ds3_dtype wdt, uint64_t seed, char *err, size_t errlen) {
+    return ds3_synth_write_opts(dir, cfg, wdt, seed, NULL, err, errlen);
+}
+
+int ds3_synth_write_opts(const char *dir, const ds3_config *cfg, ds3_dtype wdt, uint64_t seed, const ds3_synth_opts *o,
+                         char *err, size_t errlen) {
+    const int agree = o && o->mtp_agree;
+    const float bs = agree ? o->block_scale : 1.0f; /* multiplier on every block's output projections */
     ds3_config cc = *cfg, *c = &cc;
     ds3_config_derive(c);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
@@ -171,8 +194,9 @@ int ds3_synth_write(const char *dir, const ds3_config *cfg, ds3_dtype wdt, uint6
     const int n_blocks = c->num_hidden_layers + c->num_nextn_predict_layers, total = n_blocks + 1;
     shard sh = {0};
     int rc = 0;
-    add_mat(&sh, &r, "model.embed_tokens.weight", odt, V, d);
-    add_vec(&sh, &r, "model.norm.weight", odt, d, 1.0f, 0.1f);
+    /* agreeing MTP: embedding rows at rms ~1, so block_scale is relative to the token's own part */
+    add_mat_mul(&sh, &r, "model.embed_tokens.weight", odt, V, d, agree ? sqrtf((float)d) : 1.0f);
+    add_vec(&sh, &r, "model.norm.weight", odt, d, 1.0f, agree ? 0.0f : 0.1f);
     add_mat(&sh, &r, "lm_head.weight", odt, V, d);
     if ((rc = write_shard(dir, 0, total, &sh, wm, err, errlen))) goto out;
     for (int l = 0; l < n_blocks; l++) {
@@ -191,28 +215,35 @@ int ds3_synth_write(const char *dir, const ds3_config *cfg, ds3_dtype wdt, uint6
         add_mat(&sh, &r, NM("self_attn.kv_a_proj_with_mqa.weight"), wdt, c->kv_lora_rank + c->qk_rope_head_dim, d);
         add_vec(&sh, &r, NM("self_attn.kv_a_layernorm.weight"), odt, c->kv_lora_rank, 1.0f, 0.1f);
         add_mat(&sh, &r, NM("self_attn.kv_b_proj.weight"), wdt, H * (c->qk_nope_head_dim + c->v_head_dim), c->kv_lora_rank);
-        add_mat(&sh, &r, NM("self_attn.o_proj.weight"), wdt, d, H * c->v_head_dim);
+        add_mat_mul(&sh, &r, NM("self_attn.o_proj.weight"), wdt, d, H * c->v_head_dim, bs);
         if (ds3_config_is_moe(c, l)) {
             add_mat(&sh, &r, NM("mlp.gate.weight"), odt, c->n_routed_experts, d);
             if (c->topk_method == DS3_TOPK_NOAUX_TC)
                 add_vec(&sh, &r, NM("mlp.gate.e_score_correction_bias"), DS3_DT_F32, c->n_routed_experts, 0.0f, 0.01f);
             for (int e = 0; e < c->n_routed_experts; e++) {
                 snprintf(n, sizeof n, "%s.mlp.experts.%d", p, e);
-                add_ffn(&sh, &r, n, wdt, d, c->moe_intermediate_size);
+                add_ffn(&sh, &r, n, wdt, d, c->moe_intermediate_size, bs);
             }
             if (c->n_shared_experts) {
                 snprintf(n, sizeof n, "%s.mlp.shared_experts", p);
-                add_ffn(&sh, &r, n, wdt, d, (int64_t)c->n_shared_experts * c->moe_intermediate_size);
+                add_ffn(&sh, &r, n, wdt, d, (int64_t)c->n_shared_experts * c->moe_intermediate_size, bs);
             }
         } else {
             snprintf(n, sizeof n, "%s.mlp", p);
-            add_ffn(&sh, &r, n, wdt, d, c->intermediate_size);
+            add_ffn(&sh, &r, n, wdt, d, c->intermediate_size, bs);
         }
         if (l >= c->num_hidden_layers) { /* MTP block extras */
-            add_vec(&sh, &r, NM("enorm.weight"), odt, d, 1.0f, 0.1f);
-            add_vec(&sh, &r, NM("hnorm.weight"), odt, d, 1.0f, 0.1f);
-            add_mat(&sh, &r, NM("eh_proj.weight"), odt, d, 2 * d);
-            add_vec(&sh, &r, NM("shared_head.norm.weight"), odt, d, 1.0f, 0.1f);
+            if (agree) { /* z = [I | 0] [enorm(E x); hnorm(h)] = E x (rms ~1, enorm = 1) */
+                add_vec(&sh, &r, NM("enorm.weight"), odt, d, 1.0f, 0.0f);
+                add_vec(&sh, &r, NM("hnorm.weight"), odt, d, 1.0f, 0.0f);
+                add_eye_half(&sh, NM("eh_proj.weight"), odt, d);
+                add_vec(&sh, &r, NM("shared_head.norm.weight"), odt, d, 1.0f, 0.0f);
+            } else {
+                add_vec(&sh, &r, NM("enorm.weight"), odt, d, 1.0f, 0.1f);
+                add_vec(&sh, &r, NM("hnorm.weight"), odt, d, 1.0f, 0.1f);
+                add_mat(&sh, &r, NM("eh_proj.weight"), odt, d, 2 * d);
+                add_vec(&sh, &r, NM("shared_head.norm.weight"), odt, d, 1.0f, 0.1f);
+            }
         }
 #undef NM
         if ((rc = write_shard(dir, l + 1, total, &sh, wm, err, errlen))) goto out;
