@@ -6,6 +6,7 @@
  * determinism: splitting the rows of a call, or the tokens of a batch, never changes a bit. */
 #include "harness.h"
 #include "kernels/kernels.h"
+#include "kernels/membw.h"
 
 #include <float.h>
 #include <stdint.h>
@@ -251,7 +252,7 @@ static void check_matmul(const ds3_kernels *k, const tmat *t, int64_t r0, int64_
 static void test_matmul(const ds3_kernels *k) {
     static const int64_t shapes[][2] = {{1, 1},   {3, 5},    {7, 16},   {17, 33},  {4, 128},
                                         {130, 200}, {257, 300}, {21, 1041}, {9, 2100}, {36, 129}};
-    static const int Ts[] = {1, 2, 3, 4, 5, 6, 7, 17, 64, 70};
+    static const int Ts[] = {1, 2, 3, 4, 5, 6, 7, 13, 17, 25, 64, 70};
     for (int dt = 0; dt < 4; dt++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int64_t R = shapes[s][0], C = shapes[s][1];
@@ -362,5 +363,8 @@ int main(void) {
         test_vec(k);
         printf("# %s: %d matmul cases against ref\n", sets[i], n_mm_checks);
     }
+    /* the bandwidth probe runs and returns something sane on small arrays */
+    double bw = ds3_membw_measure_ex(2, 0.0, (size_t)1 << 20);
+    CHECK(bw > 0.01 && bw < 1e5, "ds3_membw_measure_ex: %g GB/s", bw);
     return TEST_REPORT();
 }

@@ -217,11 +217,16 @@ static void avx512_dequant_row(const ds3_mat *w, int64_t r, int64_t c0, int64_t 
 
 /* ---- prefill: dequantized tile + 4-row x 6-token micro-kernel ------------------------------- */
 
-enum { RT = 16, KC = 1024, TG = 64, MT = 6 };
+#ifndef PF_RT
+#define PF_RT 16
+#define PF_KC 1024
+#endif
+enum { RT = PF_RT, KC = PF_KC, TG = 64, MT = 6, WLD = KC + 16 };
 
-/* acc[i][j] (row i of the 4-row group, token j) over kn columns of the tile; wt rows are KC apart
- * and zero-padded to a multiple of 16, x rows ldx apart. Partial sums live in ab between column
- * tiles; the last tile reduces them into y. */
+/* acc[i][j] (row i of the 4-row group, token j) over kn columns of the tile; wt rows are WLD
+ * apart (not a multiple of 4 KB, which would put every row in the same L1 sets) and zero-padded
+ * to a multiple of 16, x rows ldx apart. Partial sums live in ab between column tiles; the last
+ * tile reduces them into y. */
 AI void micro(const int NT, const float *wt, const float *x, size_t ldx, int64_t kn, int first, int last,
               __m512 *ab, float *y, size_t ldy, int nrow) {
     __m512 acc[4][MT];
@@ -233,7 +238,7 @@ AI void micro(const int NT, const float *wt, const float *x, size_t ldx, int64_t
     for (; k + 16 <= kn; k += 16) {
         __m512 wv[4];
         UNROLL
-        for (int i = 0; i < 4; i++) wv[i] = _mm512_load_ps(wt + (size_t)i * KC + k);
+        for (int i = 0; i < 4; i++) wv[i] = _mm512_load_ps(wt + (size_t)i * WLD + k);
         UNROLL
         for (int j = 0; j < NT; j++) {
             __m512 xv = _mm512_loadu_ps(x + (size_t)j * ldx + k);
@@ -245,7 +250,7 @@ AI void micro(const int NT, const float *wt, const float *x, size_t ldx, int64_t
         __mmask16 m = tail_mask(kn - k);
         __m512 wv[4];
         UNROLL
-        for (int i = 0; i < 4; i++) wv[i] = _mm512_load_ps(wt + (size_t)i * KC + k);
+        for (int i = 0; i < 4; i++) wv[i] = _mm512_load_ps(wt + (size_t)i * WLD + k);
         UNROLL
         for (int j = 0; j < NT; j++) {
             __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)j * ldx + k);
@@ -280,7 +285,7 @@ static void micro_n(int nt, const float *wt, const float *x, size_t ldx, int64_t
 
 AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T,
                 float *y, size_t ldy) {
-    _Alignas(64) float wt[RT * KC];         /* (RT, KC) dequantized tile, zero padded */
+    _Alignas(64) float wt[RT * WLD];        /* (RT, KC) dequantized tile, zero padded */
     _Alignas(64) __m512 ab[RT / 4][TG * 4]; /* partial 16-lane sums per (row group, token, row) */
     const int64_t K = w->cols;
     for (int t0 = 0; t0 < T; t0 += TG) {
@@ -290,7 +295,7 @@ AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const fl
             for (int64_t kc = 0; kc < K; kc += KC) {
                 int64_t kn = K - kc < KC ? K - kc : KC, kn16 = (kn + 15) & ~(int64_t)15;
                 for (int i = 0; i < RT; i++) {
-                    float *d = wt + (size_t)i * KC;
+                    float *d = wt + (size_t)i * WLD;
                     if (i < rn) {
                         deq_span(dt, w, rt + i, kc, kc + kn, d);
                         memset(d + kn, 0, (size_t)(kn16 - kn) * sizeof(float));
@@ -305,7 +310,7 @@ AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const fl
                     for (int g = 0; g * 4 < rn; g++) {
                         int nrow = rn - g * 4 < 4 ? rn - g * 4 : 4;
                         float *yb = y + (size_t)(t0 + tb) * ldy + (size_t)(rt - r0) + (size_t)g * 4;
-                        micro_n(nt, wt + (size_t)g * 4 * KC, xb, ldx, kn, first, last, &ab[g][tb * 4], yb,
+                        micro_n(nt, wt + (size_t)g * 4 * WLD, xb, ldx, kn, first, last, &ab[g][tb * 4], yb,
                                 ldy, nrow);
                     }
                 }
@@ -314,20 +319,38 @@ AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const fl
     }
 }
 
+/* measured crossover (2048x7168, one core): streaming wins up to ~24 tokens, F32 (4 bytes a
+ * weight) up to ~16 */
+#ifndef DEC_MAXT
+#define DEC_MAXT 24
+#define DEC_MAXT_F32 16
+#endif
+
 /* ---- entry points ---------------------------------------------------------------------------- */
 
 AI void matmul_dt(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T,
                   float *y, size_t ldy) {
-    /* Both paths compute identical bits; the switch point only trades speed: up to 6 tokens the
-     * weights are dequantized in registers, above that once into a tile reused by every token. */
-    switch (T) {
-    case 1: decode(dt, 1, w, r0, r1, x, ldx, y, ldy); break;
-    case 2: decode(dt, 2, w, r0, r1, x, ldx, y, ldy); break;
-    case 3: decode(dt, 3, w, r0, r1, x, ldx, y, ldy); break;
-    case 4: decode(dt, 4, w, r0, r1, x, ldx, y, ldy); break;
-    case 5: decode(dt, 5, w, r0, r1, x, ldx, y, ldy); break;
-    case 6: decode(dt, 6, w, r0, r1, x, ldx, y, ldy); break;
-    default: prefill(dt, w, r0, r1, x, ldx, T, y, ldy);
+    /* Both paths compute identical bits; the choice only trades speed. Up to DEC_MAXT tokens the
+     * weights are dequantized in registers, streamed once per group of at most 6 tokens; above
+     * that they are dequantized once into a tile that every token reuses. */
+    if (T > (dt == DS3_DT_F32 ? DEC_MAXT_F32 : DEC_MAXT)) {
+        prefill(dt, w, r0, r1, x, ldx, T, y, ldy);
+        return;
+    }
+    int passes = (T + 5) / 6;
+    for (int p = 0, t0 = 0; p < passes; p++) {
+        int nt = (T - t0) / (passes - p); /* near-equal groups: 7 = 4 + 3, not 6 + 1 */
+        const float *xp = x + (size_t)t0 * ldx;
+        float *yp = y + (size_t)t0 * ldy;
+        switch (nt) {
+        case 1: decode(dt, 1, w, r0, r1, xp, ldx, yp, ldy); break;
+        case 2: decode(dt, 2, w, r0, r1, xp, ldx, yp, ldy); break;
+        case 3: decode(dt, 3, w, r0, r1, xp, ldx, yp, ldy); break;
+        case 4: decode(dt, 4, w, r0, r1, xp, ldx, yp, ldy); break;
+        case 5: decode(dt, 5, w, r0, r1, xp, ldx, yp, ldy); break;
+        default: decode(dt, 6, w, r0, r1, xp, ldx, yp, ldy); break;
+        }
+        t0 += nt;
     }
 }
 
