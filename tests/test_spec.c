@@ -3,7 +3,8 @@
  *      evals (what makes speculative greedy equal plain greedy bit for bit);
  *   2. greedy: speculative output == plain output, token for token, for 100 prompts x 200 tokens
  *      on every MTP checkpoint among the fixtures (and models/default when it exists), drafts
- *      1..3; the main and MTP caches end aligned and exact (the MTP logits after generation equal
+ *      1..3, and on a synthetic FP8 model whose MTP agrees with it (most drafts accepted, so
+ *      the accept/bonus paths run as much as the reject path); the main and MTP caches end aligned and exact (the MTP logits after generation equal
  *      a fresh session's that ran the whole sequence at once);
  *   3. sampling: chi-square goodness of fit of the speculative sampler's (x1, x2) joint and x3
  *      marginal against the exact distribution computed by enumeration, on a tiny synthetic
@@ -164,6 +165,7 @@ static void test_greedy(ds3_model *m, const char *tag, int n_prompts, int n_pred
     CHECK(bad_state == 0, "%s: %d generations ended with caches not aligned to plain decoding", tag, bad_state);
     CHECK(bad_mtp == 0, "%s: %d generations left an inexact cache", tag, bad_mtp);
     CHECK(drafted > 0 && accepted <= drafted, "%s: drafted %ld accepted %ld", tag, drafted, accepted);
+    if (strstr(tag, "agree")) CHECK(accepted > drafted / 2, "%s: agreeing MTP accepted only %ld of %ld", tag, accepted, drafted);
     printf("  %-34s greedy: %ld/%d prompts identical, %ld tokens; acceptance %.1f%%, %.2f tokens/step\n", tag,
            n_same, n_prompts, n_tok, drafted ? 100.0 * accepted / drafted : 0.0,
            steps ? (double)(n_gen - n_prompts) / steps : 0.0);
@@ -320,11 +322,43 @@ int main(void) {
     }
     CHECK(n_mtp >= 5, "only %d MTP checkpoints found", n_mtp);
 
-    /* chi-square on a tiny synthetic model (vocab 24) without filtering ... */
     char tmpl[] = "/tmp/ds3_spec_XXXXXX";
     char *td = mkdtemp(tmpl);
     CHECK(td != NULL, "mkdtemp");
     if (td) {
+        /* greedy identity where most drafts are accepted: the agreeing synthetic model (FP8) */
+        ds3_config c;
+        ds3_synth_bench_config(&c);
+        c.vocab_size = 512;
+        c.hidden_size = 256;
+        c.intermediate_size = 256;
+        c.moe_intermediate_size = 64;
+        c.num_hidden_layers = 3;
+        c.n_heads = 4;
+        c.q_lora_rank = 64;
+        c.kv_lora_rank = 64;
+        c.qk_nope_head_dim = 32;
+        c.qk_rope_head_dim = 16;
+        c.v_head_dim = 32;
+        c.n_routed_experts = 8;
+        c.num_experts_per_tok = 2;
+        c.n_group = 2;
+        c.topk_group = 1;
+        c.max_position_embeddings = 512;
+        c.rope_original_max_pos = 128;
+        char err[DS3_ERR_LEN];
+        ds3_synth_opts so = {.mtp_agree = 1, .block_scale = 0.05f};
+        int rc = ds3_synth_write_opts(td, &c, DS3_DT_F8E4M3, 5, &so, err, sizeof err);
+        CHECK(rc == 0, "synth: %s", err);
+        ds3_model *m = rc ? NULL : load(td);
+        if (m) {
+            test_batch_invariance(m, "synth-agree-fp8");
+            test_greedy(m, "synth-agree-fp8", n_prompts, 200);
+            ds3_model_free(m);
+        }
+    }
+    if (td) {
+        /* chi-square on a tiny synthetic model (vocab 24) without filtering ... */
         ds3_config c;
         ds3_synth_bench_config(&c);
         c.vocab_size = 24;
