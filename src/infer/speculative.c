@@ -50,7 +50,7 @@ int ds3_generate_spec(ds3_session *s, ds3_sampler *smp, const int32_t *prompt, i
     memset(st, 0, sizeof *st);
     const ds3_model *m = ds3_session_model(s);
     if (n_prompt <= 0) return ds3_seterr(err, errlen, DS3_ERR_ARG, "the prompt is empty");
-    if (!ds3_session_has_mtp(s))
+    if (!ds3_session_has_mtp(s) || ds3_session_n_batch(s) < 2) /* verify needs >= 2 tokens per chunk */
         return ds3_generate_plain(s, smp, prompt, n_prompt, gp, st, err, errlen);
     const int V = m->cfg.vocab_size, d = m->cfg.hidden_size;
     const int greedy = ds3_sampler_params_of(smp)->temp <= 0.0f;
@@ -58,7 +58,7 @@ int ds3_generate_spec(ds3_session *s, ds3_sampler *smp, const int32_t *prompt, i
     int rc = 0;
     /* Session limits: the verify pass must fit in one chunk (its hiddens are kept per chunk). */
     const int n_batch = ds3_session_n_batch(s), n_ctx = ds3_session_n_ctx(s);
-    if (K > n_batch - 1) K = n_batch - 1 > 0 ? n_batch - 1 : 1;
+    if (K > n_batch - 1) K = n_batch - 1;
     float *logits = malloc((size_t)(K + 1) * V * sizeof *logits); /* (K+1, V) verify logits */
     float *q = greedy ? NULL : malloc((size_t)K * V * sizeof *q); /* (K, V) draft distributions */
     float *p = greedy ? NULL : malloc((size_t)V * sizeof *p);      /* (V,) target distribution */
