@@ -22,6 +22,9 @@
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define AI static inline __attribute__((always_inline)) VNNI
 #define UNROLL _Pragma("GCC unroll 16")
+#ifndef PF_BYTES
+#define PF_BYTES 1024 /* software prefetch distance along each weight row */
+#endif
 
 /* ---- activations ---- */
 typedef struct {
@@ -153,7 +156,10 @@ AI void w_q4_0(const uint8_t *row, int64_t p, int half, __m512i *W, __m512 *DW) 
             if (half && !(nb & 1)) break;                                                                           \
             __m512i W[4];                                                                                           \
             __m512 DW[4];                                                                                           \
-            UNROLL for (int r = 0; r < R; r++) WFN(rows[r], p, half, &W[r], &DW[r]);                                \
+            UNROLL for (int r = 0; r < R; r++) {                                                                    \
+                _mm_prefetch((const char *)rows[r] + PF_BYTES + 68 * p, _MM_HINT_T0);                               \
+                WFN(rows[r], p, half, &W[r], &DW[r]);                                                               \
+            }                                                                                                       \
             UNROLL for (int c = 0; c < C; c++) {                                                                    \
                 const __mmask64 m = half ? 0xFFFFFFFFull : ~0ull;                                                   \
                 const __mmask16 mf = half ? 0x00FF : 0xFFFF;                                                        \
@@ -247,6 +253,7 @@ AI void tile_k(const int type, const uint8_t *const *rows, const int R, const to
         __m256i QH[4];
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *bp = rows[r] + (size_t)s * bs;
+            for (size_t o = 0; o < bs; o += 64) _mm_prefetch((const char *)bp + PF_BYTES + o, _MM_HINT_T0);
             if (type == 0) {
                 const ds3_blk_q4_k *b = (const ds3_blk_q4_k *)bp;
                 k4_scales(b->scales, _cvtsh_ss(b->d), _cvtsh_ss(b->dmin), &SC[r], &CR[r]);
