@@ -51,7 +51,7 @@ $(O)/libds3.a: $(LIB_OBJ)
 $(O)/ds3: $(CLI_OBJ) $(O)/libds3.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(O)/libds3.a $(LDLIBS)
 
-$(O)/tests/%: tests/%.c tests/harness.h $(O)/libds3.a
+$(O)/tests/%: tests/%.c $(wildcard tests/*.h) $(O)/libds3.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) -Itests $(CFLAGS) $(WARN) -o $@ $< $(O)/libds3.a $(LDFLAGS) $(LDLIBS)
 

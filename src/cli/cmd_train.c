@@ -46,6 +46,7 @@ static void usage(void) {
            "  -t, --threads N       threads (default: all cores); results are bit-identical for a thread count\n"
            "  --resume              continue the run found in --out (its saved settings; --steps may change)\n"
            "  --stop-after K        end this invocation after step K with a checkpoint\n"
+           "  --keep-best           also keep the checkpoint with the best validation loss in OUT/best/\n"
            "  --progress / --no-progress   force the progress bar on or off\n"
            "  -q, --quiet           no progress output\n\n"
            "       ds3 train --plot OUT.png KEY LOG.jsonl...   plot KEY (loss, val_loss, maxvio_global, ...) of\n"
@@ -137,6 +138,7 @@ int ds3_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--eval-windows")) { if (cli_parse_int(C, a, v, 0, 1L << 40, &n)) goto bad; o.eval_windows = n; iv_given[2] = 1; i++; }
         INT("--log-interval", 1, 1L << 40, o.log_interval)
         INT("--stop-after", 1, 1L << 40, o.stop_after)
+        else if (!strcmp(a, "--keep-best")) o.keep_best = 1;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (cli_parse_int(C, a, v, 1, 512, &n)) goto bad; o.threads = (int)n; i++; }
         else if (!strcmp(a, "--balance")) {
             if (!v) goto needs;

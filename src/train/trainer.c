@@ -81,6 +81,7 @@ static json_t *opts_json(const ds3_train_opts *o) {
     json_object_set_new(j, "init_std", json_real(o->init_std));
     json_object_set_new(j, "eval_interval", json_integer(o->eval_interval));
     json_object_set_new(j, "ckpt_interval", json_integer(o->ckpt_interval));
+    json_object_set_new(j, "keep_best", json_integer(o->keep_best));
     json_object_set_new(j, "eval_windows", json_integer(o->eval_windows));
     return j;
 }
@@ -118,6 +119,7 @@ static int opts_read(ds3_train_opts *o, const json_t *j, const char *file, char 
     RI("eval_interval", o->eval_interval, 0, 1L << 40);
     RI("ckpt_interval", o->ckpt_interval, 0, 1L << 40);
     RI("eval_windows", o->eval_windows, 0, 1L << 40);
+    RI("keep_best", o->keep_best, 0, 1);
 #undef RI
 #undef RN
     const json_t *b = json_object_get(j, "balance");
@@ -225,6 +227,7 @@ typedef struct {
     hist_pt *hist;
     long n_hist, cap_hist;
     int32_t *inp, *tgt;
+    double best_val;        /* --keep-best: best validation loss so far (from the log on resume) */
 } trun;
 
 static volatile sig_atomic_t g_stop;
@@ -238,11 +241,14 @@ static void path2(char *out, size_t n, const char *a, const char *b) {
     if (ds3_path_join(out, n, a, b)) out[0] = 0;
 }
 
-static int save_ckpt(trun *R, char *err, size_t errlen) {
-    char tmp[4096], fin[4096], old[4096], p[4096];
-    path2(tmp, sizeof tmp, R->o.out, "ckpt.tmp");
-    path2(fin, sizeof fin, R->o.out, "ckpt");
-    path2(old, sizeof old, R->o.out, "ckpt.old");
+/* Write the checkpoint folder `name` (ckpt, or best for --keep-best) inside --out. */
+static int save_ckpt_as(trun *R, const char *name, char *err, size_t errlen) {
+    char tmp[4096], fin[4096], old[4096], p[4096], nt[64], no[64];
+    snprintf(nt, sizeof nt, "%s.tmp", name);
+    snprintf(no, sizeof no, "%s.old", name);
+    path2(tmp, sizeof tmp, R->o.out, nt);
+    path2(fin, sizeof fin, R->o.out, name);
+    path2(old, sizeof old, R->o.out, no);
     rm_flat_dir(tmp);
     if (mkdir(tmp, 0755)) return ds3_seterr(err, errlen, DS3_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     int rc;
@@ -279,6 +285,8 @@ static int save_ckpt(trun *R, char *err, size_t errlen) {
     rm_flat_dir(old);
     return 0;
 }
+
+static int save_ckpt(trun *R, char *err, size_t errlen) { return save_ckpt_as(R, "ckpt", err, errlen); }
 
 static void hist_add(trun *R, hist_pt h) {
     if (R->n_hist == R->cap_hist) {
@@ -372,6 +380,7 @@ static int reload_log(trun *R, const char *path, long upto, char *err, size_t er
                     h.val_maxvio = json_number_value(json_object_get(j, "maxvio_global"));
                 }
                 hist_add(R, h);
+                if (h.has_val && h.val_loss < R->best_val) R->best_val = h.val_loss;
             }
             json_decref(j);
         }
@@ -432,6 +441,7 @@ int ds3_train_run(const ds3_train_opts *oin, char *err, size_t errlen) {
     trun R;
     memset(&R, 0, sizeof R);
     R.o = *oin;
+    R.best_val = INFINITY;
     ds3_train_opts *o = &R.o;
     int rc = 0;
     char p[4096], ck[4096];
@@ -603,6 +613,7 @@ int ds3_train_run(const ds3_train_opts *oin, char *err, size_t errlen) {
             n += snprintf(line + n, sizeof line - n, "]");
         }
         hist_pt h = {R.step, st.loss, 0, mvb, 0, 0};
+        int new_best = 0;
         const int last = R.step == o->steps;
         const int stop_now = (o->stop_after > 0 && R.step >= o->stop_after) || g_stop;
         if ((o->eval_interval > 0 && R.step % o->eval_interval == 0) || last) {
@@ -617,6 +628,10 @@ int ds3_train_run(const ds3_train_opts *oin, char *err, size_t errlen) {
                 n += snprintf(line + n, sizeof line - n, "]");
             }
             h.has_val = 1, h.val_loss = vl, h.val_maxvio = vmv;
+            if (o->keep_best && vl < R.best_val) {
+                R.best_val = vl;
+                new_best = 1;
+            }
             free(lay);
             if (!o->quiet)
                 fprintf(stderr, "%sstep %ld: val_loss %.4f%s maxvio_global %.3f\n", tty ? "\r\033[K" : "", R.step, vl,
@@ -644,6 +659,10 @@ int ds3_train_run(const ds3_train_opts *oin, char *err, size_t errlen) {
         }
         if ((o->ckpt_interval > 0 && R.step % o->ckpt_interval == 0) || last || stop_now) {
             if ((rc = save_ckpt(&R, err, errlen))) break;
+        }
+        if (new_best) {
+            if ((rc = save_ckpt_as(&R, "best", err, errlen))) break;
+            if (!o->quiet) fprintf(stderr, "%sstep %ld: new best val_loss %.4f, saved in %s/best\n", tty ? "\r\033[K" : "", R.step, R.best_val, o->out);
         }
         if (stop_now) {
             interrupted = g_stop ? 2 : 1;

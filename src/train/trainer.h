@@ -32,6 +32,7 @@ typedef struct ds3_train_opts {
     int mtp;                     /* -1: as the config says; 0: train without the MTP module */
     int progress;                /* -1 auto (a terminal), 0 plain lines, 1 bar */
     int quiet;
+    int keep_best;               /* also keep the checkpoint of the best validation loss in best/ */
 } ds3_train_opts;
 
 void ds3_train_default_opts(ds3_train_opts *o);
