@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "io/gguf.h"
 
 void cli_gen_defaults(cli_gen_opts *o) {
     memset(o, 0, sizeof *o);
@@ -111,7 +112,10 @@ int cli_load(const char *C, cli_gen_opts *o, ds3_model **m, ds3_session **s, ds3
         fprintf(stderr, "ds3 %s: %s: --spec mtp needs a model with MTP weights\n", C, dir);
         return 1;
     }
-    if (tok) {
+    if (tok && ds3_model_is_gguf(*m)) { /* a GGUF file: its embedded tokenizer */
+        *tok = ds3_gguf_load_tokenizer(dir, err, sizeof err);
+        if (!*tok) fprintf(stderr, "ds3 %s: note: %s\n", C, err);
+    } else if (tok) {
         char tp[4096];
         snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
         if (access(tp, R_OK) == 0) {

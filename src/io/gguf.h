@@ -135,4 +135,11 @@ int ds3_gguf_writer_write(ds3_gguf_writer *w, const char *path, char *err, size_
 int ds3_gguf_tokenizer_json(const ds3_gguf *g, char **json, size_t *len, char **config, size_t *config_len, char *err,
                             size_t errlen);
 
+/* Open a GGUF file, build its tokenizer and load it (src/text/tokenizer.h). NULL + message. */
+struct ds3_tokenizer;
+struct ds3_tokenizer *ds3_gguf_load_tokenizer(const char *path, char *err, size_t errlen);
+/* Whether a loaded model came from a GGUF file (src/model/model_gguf.c). */
+struct ds3_model;
+int ds3_model_is_gguf(const struct ds3_model *m);
+
 #endif

@@ -31,6 +31,8 @@ void ds3_model_gguf_close(ds3_model *m) {
     }
 }
 
+int ds3_model_is_gguf(const ds3_model *m) { return m && m->gguf != NULL; }
+
 double ds3_model_gguf_bytes(const ds3_model *m) { return m->gguf ? (double)ds3_gguf_data_bytes(m->gguf) : 0; }
 
 static const char *ne_str(const ds3_gguf_tensor *t, char buf[128]) {
