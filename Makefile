@@ -76,7 +76,7 @@ fuzz:
 	  echo "clang $$f -> build-fuzz/$$n"; \
 	  clang $(CPPFLAGS_ALL) -O1 -g -fsanitize=fuzzer,address,undefined -o build-fuzz/$$n $$f build-fuzz/libds3.a $(LDLIBS) || exit 1; done
 
-DEB_PKGS := build-essential pkg-config clang libjansson-dev libpcre2-dev libpng-dev
+DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev libjansson-dev libpcre2-dev libpng-dev
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS)

@@ -156,6 +156,9 @@ int ds3_config_parse(ds3_config *c, const char *text, size_t len, const char *fi
                 c->topk_group, c->num_experts_per_tok);
     }
     if (c->yarn && c->rope_original_max_pos < 1) BAD("%s: field 'rope_scaling.original_max_position_embeddings' must be > 0", file);
+    if (c->rope_theta <= 1.0f) BAD("%s: field 'rope_theta' = %g must be > 1", file, (double)c->rope_theta);
+    if (c->yarn && (c->beta_fast <= 0 || c->beta_slow <= 0))
+        BAD("%s: fields 'rope_scaling.beta_fast' / 'beta_slow' must be > 0", file);
 
     ds3_config_derive(c);
     rc = 0;
