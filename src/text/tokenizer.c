@@ -1522,7 +1522,7 @@ int ds3_tokenizer_encode(const ds3_tokenizer *t, const char *text, size_t len, i
         ws_put(t, w);
         return ds3_seterr(err, errlen, DS3_ERR_NOMEM, "%s: encode: out of memory", t->name);
     }
-    memcpy(*ids, w->out, w->n_out * sizeof **ids);
+    if (w->n_out) memcpy(*ids, w->out, w->n_out * sizeof **ids);
     *n = w->n_out;
     /* Don't let one huge input pin a huge buffer in the pool. */
     if (w->cap_out > (1u << 22)) free(w->out), w->out = NULL, w->cap_out = 0;
