@@ -49,10 +49,11 @@ static ds3_model *load(const char *dir) {
     if (!m) fprintf(stderr, "%s\n", err);
     return m;
 }
+static int g_threads = 1; /* threads of every test session */
 static ds3_session *session(ds3_model *m, int n_threads, int n_batch) {
     char err[DS3_ERR_LEN];
     ds3_session_params sp = ds3_session_default_params();
-    sp.n_threads = n_threads;
+    sp.n_threads = n_threads > g_threads ? n_threads : g_threads;
     sp.n_batch = n_batch;
     ds3_session *s = ds3_session_new(m, &sp, err, sizeof err);
     if (!s) fprintf(stderr, "%s\n", err);
@@ -388,6 +389,10 @@ int main(void) {
             test_batch_invariance(m, "synth-agree-fp8");
             test_greedy(m, "synth-agree-fp8", n_prompts, 200);
             test_edges(m, "synth-agree-fp8");
+            g_threads = 2; /* the same with 2 threads (work is split differently for 1 and k+1 tokens) */
+            test_batch_invariance(m, "synth-agree-fp8 2 threads");
+            test_greedy(m, "synth-agree-fp8 2 threads", n_prompts / 5 > 0 ? n_prompts / 5 : 1, 200);
+            g_threads = 1;
             ds3_model_free(m);
         }
     }
