@@ -51,3 +51,31 @@ build_llama_bench() {
 LB=${LLAMA_BENCH:-$LC/build/bin/llama-bench}
 if [ -z "$LLAMA_BENCH" ]; then build_llama_bench || { echo "# llamacpp_bench: skipped (no llama-bench)"; exit 0; }; fi
 [ -n "$LLAMACPP_BUILD_ONLY" ] && { echo "llamacpp_bench: $LB ready"; exit 0; }
+
+# 2. the models: the DeepSeek-V3-shaped synthetic checkpoint (BF16), converted by ds3
+SRC=$OUT/v3-1b-bf16
+[ -f "$SRC/config.json" ] || "$B/ds3" bench --synth "$SRC" --dtype bf16
+for ty in $TYPES; do
+    G=$LC/v3-1b-$ty.gguf
+    [ -f "$G" ] || "$B/ds3" convert -m "$SRC" -o "$G" --type "$ty"
+done
+
+# 3. measure: llama-bench (-mmp 0: weights read into RAM) and ds3 bench (--no-mmap), same file
+echo "== ds3 vs llama.cpp ($(basename "$LB"), node-llama-cpp 3.21.1 source), DeepSeek-V3-shaped 1.2B/0.2B, $T threads =="
+printf "%-6s | %-22s | %-22s | %s\n" type "prompt pp$NP tok/s" "decode tg$NG tok/s" "ratio ds3/llama.cpp (pp, tg)"
+for ty in $TYPES; do
+    G=$LC/v3-1b-$ty.gguf
+    "$LB" -m "$G" -t "$T" -p "$NP" -n "$NG" -r "$REPS" -mmp 0 -o json > "$LC/llama-$ty.json" 2> "$LC/llama-$ty.log" ||
+        { echo "llama-bench failed on $G (see $LC/llama-$ty.log)"; tail -5 "$LC/llama-$ty.log"; continue; }
+    "$B/ds3" bench -m "$G" -t "$T" --no-mmap -p "$NP" -n "$NG" -r "$REPS" --json > "$LC/ds3-$ty.json" 2> "$LC/ds3-$ty.log" ||
+        { echo "ds3 bench failed on $G"; tail -5 "$LC/ds3-$ty.log"; continue; }
+    node -e '
+const fs = require("fs");
+const L = JSON.parse(fs.readFileSync(process.argv[1], "utf8")), D = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+const pp = L.find(r => r.n_prompt > 0 && r.n_gen === 0), tg = L.find(r => r.n_gen > 0 && r.n_prompt === 0);
+const f = (x) => x.toFixed(1).padStart(7);
+const rp = D.pp_tok_s / pp.avg_ts, rt = D.tg_tok_s / tg.avg_ts;
+console.log(`${process.argv[3].padEnd(6)} | ds3 ${f(D.pp_tok_s)} llama ${f(pp.avg_ts)} | ds3 ${f(D.tg_tok_s)} llama ${f(tg.avg_ts)} | ` +
+            `pp x${rp.toFixed(2)} (target 1.5), tg x${rt.toFixed(2)} (target 2.0)`);
+' "$LC/llama-$ty.json" "$LC/ds3-$ty.json" "$ty"
+done

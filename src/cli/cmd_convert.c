@@ -159,8 +159,9 @@ static int add_tokenizer(ds3_gguf_writer *w, const char *dir, const ds3_config *
     ds3_path_join(path, sizeof path, dir, "tokenizer.json");
     json_error_t je;
     json_t *tj = json_load_file(path, 0, &je);
-    if (!tj) {
+    if (!tj) { /* llama.cpp still needs the key: "no_vocab" = a model without a vocabulary */
         fprintf(stderr, "ds3 convert: note: %s: no tokenizer embedded (%s)\n", path, je.text);
+        ds3_gguf_w_str(w, "tokenizer.ggml.model", "no_vocab");
         return 0;
     }
     ds3_path_join(path, sizeof path, dir, "tokenizer_config.json");
