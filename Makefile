@@ -37,7 +37,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(O)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 DEPS     := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
-.PHONY: all test test-asan bench fuzz deps run clean check-deps
+.PHONY: all test test-asan bench bench-llamacpp fuzz deps run clean check-deps
 all: $(O)/ds3 $(O)/libds3.a $(TESTS)
 
 $(O)/obj/%.o: %.c
@@ -67,6 +67,10 @@ test-asan:
 
 bench: all
 	@sh bench/run.sh
+
+# ds3 against llama.cpp's own llama-bench on the same GGUF files (builds llama.cpp once, ~17 min).
+bench-llamacpp: all
+	@sh bench/llamacpp_bench.sh
 
 # libFuzzer targets (clang). Run one: build-fuzz/fuzz_safetensors -max_total_time=600 fuzz/corpus/safetensors
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
