@@ -130,7 +130,7 @@ int ds3_cmd_run(int argc, char **argv) {
     if (o.spec)
         fprintf(stderr, "ds3 run: speculation (MTP, %d draft): %d drafted, %d accepted (%.1f%%), %.2f tokens per main step\n",
                 o.n_draft, st.n_drafted, st.n_accepted, st.n_drafted ? 100.0 * st.n_accepted / st.n_drafted : 0.0,
-                st.n_steps ? (double)st.n_gen / st.n_steps : 0.0);
+                st.n_steps ? (double)(st.n_gen - 1) / st.n_steps : 0.0);
     rc = 0;
 done:
     free(ids);
