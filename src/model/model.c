@@ -182,6 +182,8 @@ static int bind_layer(binder *b, ds3_layer_w *w, int l, int is_mtp) {
     return 0;
 }
 
+static int bind_layer_cb(void *b, ds3_layer_w *w, int l, int is_mtp) { return bind_layer(b, w, l, is_mtp); }
+
 static void free_layer(ds3_layer_w *w) {
     free(w->attn_norm);
     free(w->ffn_norm);
@@ -192,6 +194,32 @@ static void free_layer(ds3_layer_w *w) {
     free(w->enorm);
     free(w->hnorm);
     free(w->head_norm);
+}
+
+/* Bind the main blocks and the MTP blocks with a format's layer binder, then derive what the
+ * forward needs (RoPE frequencies). Shared by the safetensors and GGUF loaders. */
+int ds3_model_bind_blocks(ds3_model *m, int load_mtp, ds3_bind_layer_fn bind, void *binder_ctx) {
+    const ds3_config *c = &m->cfg;
+    m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
+    if (!m->layers) return DS3_ERR_NOMEM;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        int rc = bind(binder_ctx, &m->layers[l], l, 0);
+        if (rc) return rc;
+        m->n_moe_layers += m->layers[l].is_moe;
+    }
+    if (load_mtp && c->num_nextn_predict_layers > 0) {
+        m->n_mtp = c->num_nextn_predict_layers;
+        m->mtp = calloc((size_t)m->n_mtp, sizeof *m->mtp);
+        if (!m->mtp) return DS3_ERR_NOMEM;
+        for (int k = 0; k < m->n_mtp; k++) {
+            int rc = bind(binder_ctx, &m->mtp[k], c->num_hidden_layers + k, 1);
+            if (rc) return rc;
+        }
+    }
+    m->rope_inv_freq = malloc((size_t)(c->qk_rope_head_dim / 2 + 1) * sizeof(float));
+    if (!m->rope_inv_freq) return DS3_ERR_NOMEM;
+    ds3_config_rope_inv_freq(c, m->rope_inv_freq);
+    return 0;
 }
 
 ds3_model_params ds3_model_default_params(void) {
@@ -250,22 +278,9 @@ ds3_model *ds3_model_load(const char *dir, const ds3_model_params *p, char *err,
     if (bind_vec(&b, &m->final_norm, "model.norm.weight", d, 1)) goto fail;
     if (bind_mat(&b, &m->head, "lm_head.weight", V, d, !c->tie_word_embeddings)) goto fail;
     if (!m->head.data) m->head = m->embed;
-    m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
-    if (!m->layers) goto nomem;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        if (bind_layer(&b, &m->layers[l], l, 0)) goto fail;
-        m->n_moe_layers += m->layers[l].is_moe;
-    }
-    if (p->load_mtp && c->num_nextn_predict_layers > 0) {
-        m->n_mtp = c->num_nextn_predict_layers;
-        m->mtp = calloc((size_t)m->n_mtp, sizeof *m->mtp);
-        if (!m->mtp) goto nomem;
-        for (int k = 0; k < m->n_mtp; k++)
-            if (bind_layer(&b, &m->mtp[k], c->num_hidden_layers + k, 1)) goto fail;
-    }
-    m->rope_inv_freq = malloc((size_t)(c->qk_rope_head_dim / 2 + 1) * sizeof(float));
-    if (!m->rope_inv_freq) goto nomem;
-    ds3_config_rope_inv_freq(c, m->rope_inv_freq);
+    int rc = ds3_model_bind_blocks(m, p->load_mtp, bind_layer_cb, &b);
+    if (rc == DS3_ERR_NOMEM) goto nomem;
+    if (rc) goto fail;
     if (p->verbose) {
         int unused = 0;
         for (int i = 0; i < ds3_st_n_tensors(m->st); i++) {

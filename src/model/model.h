@@ -61,6 +61,11 @@ struct ds3_model {
     int verbose;
 };
 
+/* Bind every block through a format-specific layer binder (ctx, w, layer index, is_mtp) and set
+ * up the RoPE frequencies. Returns 0 or a negative ds3_status (message left by the binder). */
+typedef int (*ds3_bind_layer_fn)(void *ctx, ds3_layer_w *w, int l, int is_mtp);
+int ds3_model_bind_blocks(ds3_model *m, int load_mtp, ds3_bind_layer_fn bind, void *ctx);
+
 /* GGUF model files (src/model/model_gguf.c): ds3_model_load calls it for a regular file. */
 ds3_model *ds3_model_load_gguf(const char *path, const ds3_model_params *p, char *err, size_t errlen);
 /* Release the GGUF mapping of a model (called by ds3_model_free). */

@@ -210,6 +210,8 @@ static int bind_layer(gbind *b, ds3_layer_w *w, int l, int is_mtp) {
 }
 
 /* A u32 key that may also be a per-layer array (then every element must agree for ds3). */
+static int bind_layer_cb(void *b, ds3_layer_w *w, int l, int is_mtp) { return bind_layer(b, w, l, is_mtp); }
+
 static int key_u32(gbind *b, const char *key, int required, uint32_t def, uint32_t *v) {
     const ds3_gguf_kv *kv = ds3_gguf_find_kv(b->g, key);
     if (kv && kv->type == GGUF_T_ARRAY) {
@@ -385,22 +387,9 @@ ds3_model *ds3_model_load_gguf(const char *path, const ds3_model_params *p, char
     if (gvec(&b, &m->final_norm, "output_norm.weight", d, 1)) goto fail;
     if (gmat(&b, &m->head, "output.weight", V, d, 0)) goto fail;
     if (!m->head.data) m->head = m->embed;
-    m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
-    if (!m->layers) goto nomem;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        if (bind_layer(&b, &m->layers[l], l, 0)) goto fail;
-        m->n_moe_layers += m->layers[l].is_moe;
-    }
-    if (p->load_mtp && c->num_nextn_predict_layers > 0) {
-        m->n_mtp = c->num_nextn_predict_layers;
-        m->mtp = calloc((size_t)m->n_mtp, sizeof *m->mtp);
-        if (!m->mtp) goto nomem;
-        for (int k = 0; k < m->n_mtp; k++)
-            if (bind_layer(&b, &m->mtp[k], c->num_hidden_layers + k, 1)) goto fail;
-    }
-    m->rope_inv_freq = malloc((size_t)(c->qk_rope_head_dim / 2 + 1) * sizeof(float));
-    if (!m->rope_inv_freq) goto nomem;
-    ds3_config_rope_inv_freq(c, m->rope_inv_freq);
+    int rc = ds3_model_bind_blocks(m, p->load_mtp, bind_layer_cb, &b);
+    if (rc == DS3_ERR_NOMEM) goto nomem;
+    if (rc) goto fail;
     if (p->verbose) {
         int unused = 0;
         for (int i = 0; i < ds3_gguf_n_tensors(m->gguf); i++) {
