@@ -27,8 +27,14 @@ endif
 isa_flags = $(if $(findstring avx512,$(notdir $(1))),$(FLAGS_avx512),$(if $(findstring avx2,$(notdir $(1))),$(FLAGS_avx2)))
 
 LIB_SRC  := $(sort $(shell find src -name '*.c' -not -path 'src/cli/*'))
+# NO_SIMD=1 (or a non-x86 machine): scalar kernels only (the fuzz build uses it: the parsers
+# need no SIMD, and clang's sanitizers make the intrinsic-heavy files very slow to compile).
 ifneq ($(ARCH),x86_64)
+  NO_SIMD := 1
+endif
+ifeq ($(NO_SIMD),1)
   LIB_SRC := $(foreach f,$(LIB_SRC),$(if $(findstring avx,$(notdir $(f))),,$(f)))
+  CPPFLAGS_ALL += -DDS3_NO_SIMD
 endif
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -75,10 +81,10 @@ bench-llamacpp: all
 # libFuzzer targets (clang). Run one: build-fuzz/fuzz_safetensors -max_total_time=600 fuzz/corpus/safetensors
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 fuzz:
-	$(MAKE) O=build-fuzz CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" LDFLAGS="-fsanitize=address,undefined" build-fuzz/libds3.a
+	$(MAKE) O=build-fuzz CC=clang NO_SIMD=1 CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" LDFLAGS="-fsanitize=address,undefined" build-fuzz/libds3.a
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  echo "clang $$f -> build-fuzz/$$n"; \
-	  clang $(CPPFLAGS_ALL) -O1 -g -fsanitize=fuzzer,address,undefined -o build-fuzz/$$n $$f build-fuzz/libds3.a $(LDLIBS) || exit 1; done
+	  clang $(CPPFLAGS_ALL) -DDS3_NO_SIMD -O1 -g -fsanitize=fuzzer,address,undefined -o build-fuzz/$$n $$f build-fuzz/libds3.a $(LDLIBS) || exit 1; done
 
 DEB_PKGS := build-essential pkg-config clang libclang-rt-14-dev libjansson-dev libpcre2-dev libpng-dev
 deps:

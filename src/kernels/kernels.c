@@ -98,7 +98,7 @@ static int cpu_has(const char *name) {
 
 const ds3_kernels *ds3_kernels_by_name(const char *name) {
     if (!strcmp(name, "ref")) return &ds3_kernels_ref;
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(DS3_NO_SIMD)
     if (!strcmp(name, "avx2") && cpu_has("avx2") && ds3_kernels_avx2.matmul) return &ds3_kernels_avx2;
     if (!strcmp(name, "avx512") && cpu_has("avx512") && ds3_kernels_avx512.matmul)
         return &ds3_kernels_avx512;
@@ -108,7 +108,7 @@ const ds3_kernels *ds3_kernels_by_name(const char *name) {
 
 /* The quantised set with the same ISA as k (falling back to ref when that one is absent). */
 static const ds3_kernels *ds3_qkern_for(const ds3_kernels *k) {
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(DS3_NO_SIMD)
     if (k == &ds3_kernels_avx512 && ds3_qkernels_avx512.matmul) return &ds3_qkernels_avx512;
     if (k == &ds3_kernels_avx2 && ds3_qkernels_avx2.matmul) return &ds3_qkernels_avx2;
 #endif
