@@ -12,12 +12,14 @@
 
 #include "cli/cli.h"
 #include "io/gguf.h"
+#include "model/hf_convert.h"
 #include "kernels/quant.h"
 #include "model/model.h"
 #include "util/common.h"
 
 static void usage(void) {
-    printf("usage: ds3 convert -m HF_DIR -o OUT.gguf [--type TYPE] [--name NAME]\n\n"
+    printf("usage: ds3 convert -m HF_DIR -o OUT.gguf [--type TYPE] [--name NAME]\n"
+           "       ds3 convert -m HF_DIR -o OUT_DIR --type f32|f16|bf16   (a Hugging Face folder in another dtype)\n\n"
            "Write a Hugging Face DeepSeek-V3/V2 checkpoint as a llama.cpp GGUF file (architecture deepseek2)\n"
            "with its tokenizer embedded.\n\n"
            "  -m, --model DIR   checkpoint folder (config.json, *.safetensors, tokenizer.json)\n"
@@ -262,6 +264,18 @@ int ds3_cmd_convert(int argc, char **argv) {
         else return cli_usage_error(C, "unknown option '%s'", a);
     }
     if (!dir || !out) return cli_usage_error(C, "-m DIR and -o OUT are required");
+    {   /* -o not ending in .gguf: a Hugging Face folder in another float dtype */
+        size_t ol = strlen(out);
+        if (ol < 5 || strcmp(out + ol - 5, ".gguf") != 0) {
+            ds3_dtype dt = !strcasecmp(tname, "bf16") ? DS3_DT_BF16 : !strcasecmp(tname, "f16") ? DS3_DT_F16
+                         : !strcasecmp(tname, "f32") ? DS3_DT_F32 : DS3_DT_COUNT;
+            if (dt == DS3_DT_COUNT) return cli_usage_error(C, "--type: a Hugging Face output folder takes f32, f16 or bf16");
+            char e2[DS3_ERR_LEN];
+            if (ds3_hf_convert(dir, out, dt, e2, sizeof e2)) { fprintf(stderr, "ds3 convert: %s\n", e2); return 1; }
+            fprintf(stderr, "ds3 convert: wrote %s (%s)\n", out, tname);
+            return 0;
+        }
+    }
     int ti = -1;
     for (size_t i = 0; i < sizeof types_tab / sizeof types_tab[0]; i++)
         if (!strcasecmp(tname, types_tab[i].name)) ti = (int)i;
