@@ -252,7 +252,17 @@ ds3_model *ds3_model_load(const char *dir, const ds3_model_params *p, char *err,
         ds3_seterr(err, errlen, DS3_ERR_IO, "%s: model directory does not exist", dir ? dir : "(null)");
         return NULL;
     }
-    if (S_ISREG(sb.st_mode)) return ds3_model_load_gguf(dir, p, err, errlen); /* a GGUF file */
+    if (S_ISREG(sb.st_mode)) { /* a GGUF file, or not a model at all */
+        char magic[4] = {0};
+        FILE *f = fopen(dir, "rb");
+        size_t got = f ? fread(magic, 1, 4, f) : 0;
+        if (f) fclose(f);
+        if (got == 4 && !memcmp(magic, "GGUF", 4)) return ds3_model_load_gguf(dir, p, err, errlen);
+        ds3_seterr(err, errlen, DS3_ERR_IO,
+                   "%s: not a model directory (expected a folder with config.json and *.safetensors, or a .gguf file)",
+                   dir);
+        return NULL;
+    }
     if (!S_ISDIR(sb.st_mode)) {
         ds3_seterr(err, errlen, DS3_ERR_IO, "%s: not a model directory (expected a folder with config.json and *.safetensors)",
                    dir);
