@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include "harness.h"
 #include "text/bpe_train.h"
 #include "text/chat.h"
@@ -437,9 +439,12 @@ static void test_decode_errors(void) {
 static double enc_time(const char *s, size_t n, size_t *ntok) {
     char err[DS3_ERR_LEN];
     int32_t *ids;
-    double t0 = ds3_time_s();
+    /* CPU time of this thread, not wall time: other jobs on the machine must not matter. */
+    struct timespec a, b;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
     int rc = ds3_tokenizer_encode(T, s, n, 0, 0, &ids, ntok, err, sizeof err);
-    double dt = ds3_time_s() - t0;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    double dt = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
     if (rc) return -1;
     char *d;
     size_t dl;
@@ -469,9 +474,9 @@ static void test_long_runs(void) {
             free(s);
         }
         CHECK(ok, "long run %zu: encode + exact roundtrip", u);
-        /* 4x the input must not cost 16x (quadratic); allow noise. 1 MiB well under 3 s even with ASan. */
-        CHECK(t[1] < 12 * t[0] + 0.05 && t[1] < 3.0, "long run %zu: %.4f s for 256K, %.4f s for 1M (not linear)", u,
-              t[0], t[1]);
+        /* 4x the input must not cost 16x (quadratic): a ratio of CPU times, so the machine's load and
+         * speed do not matter (speed itself is measured by bench/tokenizer_bench.sh, not here). */
+        CHECK(t[1] < 12 * t[0] + 0.05, "long run %zu: %.4f s for 256K, %.4f s for 1M (not linear)", u, t[0], t[1]);
     }
 }
 
