@@ -63,7 +63,7 @@ int ds3_cmd_chat(int argc, char **argv) {
     int rc = cli_load(C, &o, &m, &s, &tok);
     if (rc) goto done;
     rc = 1;
-    if (!tok) { fprintf(stderr, "ds3 chat: %s has no tokenizer.json\n", ds3_model_dir(m)); goto done; }
+    if (!tok) { fprintf(stderr, "ds3 chat: %s has no tokenizer.json\nrun 'ds3 chat --help' for usage\n", ds3_model_dir(m)); goto done; }
     char err[DS3_ERR_LEN];
     ds3_sampler *smp = ds3_sampler_new(&o.sp, ds3_model_vocab_size(m));
     ds3_chat_msg *msgs = calloc(1024, sizeof *msgs);

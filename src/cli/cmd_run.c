@@ -80,7 +80,7 @@ int ds3_cmd_run(int argc, char **argv) {
     rc = 1;
     if (!toks) {
         if (!tok) {
-            fprintf(stderr, "ds3 run: %s has no tokenizer.json; give the prompt as --tokens\n", ds3_model_dir(m));
+            fprintf(stderr, "ds3 run: %s has no tokenizer.json; give the prompt as --tokens\nrun 'ds3 run --help' for usage\n", ds3_model_dir(m));
             goto done;
         }
         if (!prompt) prompt = "Once upon a time";
