@@ -91,7 +91,7 @@ AI void dec_tail(const int dt, const int R, const int NT, const void *const *rp,
 }
 
 #ifndef PF_DIST
-#define PF_DIST 2048
+#define PF_DIST 16384 /* see avx512.c: model rows are short, prefetch far ahead */
 #endif
 
 AI void dec_span(const int dt, const int R, const int NT, const void *const *rp, int64_t k0, int64_t k1,
