@@ -88,7 +88,8 @@ int main(int argc, char **argv) {
     double bw = argc > 4 ? atof(argv[4]) : ds3_membw_measure(nth, 1.0);
     printf("triad (3 x 256 MB floats): %.1f GB/s\n", bw);
     const char *mode = argc > 3 ? argv[3] : "all";
-    int do_dec = strcmp(mode, "prefill") != 0, do_pre = strcmp(mode, "decode") != 0;
+    int do_small = !strcmp(mode, "all") || !strcmp(mode, "small");
+    int do_dec = !strcmp(mode, "all") || !strcmp(mode, "decode"), do_pre = !strcmp(mode, "all") || !strcmp(mode, "prefill");
     ds3_pool *pool = ds3_pool_new(nth);
     static const ds3_dtype dts[] = {DS3_DT_BF16, DS3_DT_F8E4M3, DS3_DT_F16, DS3_DT_F32};
     for (int i = 0; i < 4 && do_dec; i++) {
@@ -101,6 +102,37 @@ int main(int argc, char **argv) {
                (long long)w.rows, (long long)w.cols, t * 1e3, bytes / t / 1e9, 100.0 * bytes / t / 1e9 / bw);
         free((void *)w.data);
         free((void *)w.scale);
+    }
+    for (int i = 0; i < 2 && do_small; i++) {
+        /* expert-sized matrices (448 x 1024 and 1024 x 448), 512 of them: the decode pattern of the
+         * MoE layers, where rows are short and every matrix starts a fresh stream */
+        enum { NM = 512 };
+        static ds3_mat ms[NM];
+        double bytes = 0;
+        for (int k = 0; k < NM; k++) {
+            ms[k] = make(dts[i], k % 3 == 2 ? 1024 : 448, k % 3 == 2 ? 448 : 1024);
+            bytes += (double)ms[k].rows * (double)ms[k].cols * (double)ds3_dtype_size(dts[i]);
+        }
+        float *x = ds3_alloc_aligned(sizeof(float) * 1024), *y = ds3_alloc_aligned(sizeof(float) * 1024);
+        for (int k = 0; k < 1024; k++) x[k] = (float)(k % 13) * 0.01f;
+        double best = 1e30;
+        for (int rep = 0; rep < 20; rep++) {
+            double t0 = ds3_time_s();
+            for (int k = 0; k < NM; k++) {
+                mm_job j = {&ms[k], x, y, 1};
+                ds3_pool_run(pool, mm_fn, &j);
+            }
+            double dt = ds3_time_s() - t0;
+            if (dt < best) best = dt;
+        }
+        printf("decode  %-7s %d expert matrices (448x1024, 1024x448) T=1: %7.3f ms  %6.1f GB/s  (%.0f%% of triad)\n",
+               ds3_dtype_name(dts[i]), NM, best * 1e3, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / bw);
+        for (int k = 0; k < NM; k++) {
+            free((void *)ms[k].data);
+            free((void *)ms[k].scale);
+        }
+        free(x);
+        free(y);
     }
     for (int i = 0; i < 4 && do_pre; i++) {
         ds3_mat w = make(dts[i], 4096, 4096);

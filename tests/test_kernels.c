@@ -343,12 +343,88 @@ static void test_vec(const ds3_kernels *k) {
     }
 }
 
+/* ---- vecmat ---------------------------------------------------------------------------------- */
+
+/* y_j = x_j W[r0:r1, c0:c1] against a double-precision sum, bit-identical to the generic path
+ * (dequant_row + this set's axpy: the same r-ordered chain), independent of nj and of where the
+ * columns are split, and nothing written outside the block. Run with ds3_kern == k. */
+static void check_vecmat(const ds3_kernels *k, const tmat *t, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int nj) {
+    const ds3_mat *w = &t->m;
+    const int64_t nr = r1 - r0, nc = c1 - c0;
+    const size_t ldx = (size_t)nr + PAD_X, ldy = (size_t)nc + PAD_Y;
+    float *x = malloc(sizeof(float) * ldx * (size_t)nj + 4);
+    float *y = malloc(sizeof(float) * ldy * (size_t)nj + 4), *yg = malloc(sizeof(float) * ldy * (size_t)nj + 4);
+    for (int j = 0; j < nj; j++)
+        for (size_t r = 0; r < ldx; r++) x[(size_t)j * ldx + r] = (int64_t)r < nr ? frand() : NAN;
+    for (size_t i = 0; i < ldy * (size_t)nj; i++) y[i] = yg[i] = SENT;
+    if (k->vecmat) k->vecmat(w, r0, r1, c0, c1, x, ldx, nj, y, ldy);
+    else ds3_vecmat_generic(w, r0, r1, c0, c1, x, ldx, nj, y, ldy);
+    ds3_vecmat_generic(w, r0, r1, c0, c1, x, ldx, nj, yg, ldy);
+    int bad = 0, diff = 0, pad = 0;
+    for (int j = 0; j < nj; j++) {
+        for (int64_t c = c0; c < c1; c++) {
+            double ref = 0, mag = 0;
+            for (int64_t r = r0; r < r1; r++) {
+                double v = (double)x[(size_t)j * ldx + (size_t)(r - r0)] * wval(w, r, c);
+                ref += v;
+                mag += fabs(v);
+            }
+            float a = y[(size_t)j * ldy + (size_t)(c - c0)];
+            if (!(fabs(a - ref) <= 1e-5 * mag + 1e-6)) bad++;
+            diff += f_bits(a) != f_bits(yg[(size_t)j * ldy + (size_t)(c - c0)]);
+        }
+        for (size_t i = (size_t)nc; i < ldy; i++) pad += y[(size_t)j * ldy + i] != SENT;
+    }
+    CHECK(bad == 0 && diff == 0 && pad == 0,
+          "%s vecmat %s rows [%lld,%lld) cols [%lld,%lld) nj=%d: %d off the f64 sum, %d differ from the generic "
+          "path, %d writes outside",
+          k->name, ds3_dtype_name(w->dtype), (long long)r0, (long long)r1, (long long)c0, (long long)c1, nj, bad, diff, pad);
+    if (nj > 1) { /* the last vector alone, and the columns split at a multiple of 16 */
+        float *y1 = malloc(sizeof(float) * ldy + 4);
+        ds3_vecmat(w, r0, r1, c0, c1, x + (size_t)(nj - 1) * ldx, ldx, 1, y1, ldy);
+        int d1 = 0;
+        for (int64_t c = 0; c < nc; c++) d1 += f_bits(y1[c]) != f_bits(y[(size_t)(nj - 1) * ldy + (size_t)c]);
+        int64_t cm = c0 + ((nc / 2) & ~(int64_t)15);
+        int d2 = 0;
+        if (cm > c0) {
+            ds3_vecmat(w, r0, r1, c0, cm, x, ldx, nj, yg, ldy);
+            ds3_vecmat(w, r0, r1, cm, c1, x, ldx, nj, yg + (cm - c0), ldy);
+            for (int j = 0; j < nj; j++)
+                for (int64_t c = 0; c < nc; c++) d2 += f_bits(yg[(size_t)j * ldy + (size_t)c]) != f_bits(y[(size_t)j * ldy + (size_t)c]);
+        }
+        CHECK(d1 == 0 && d2 == 0, "%s vecmat %s: %d outputs change when computed alone, %d when columns are split",
+              k->name, ds3_dtype_name(w->dtype), d1, d2);
+        free(y1);
+    }
+    free(x);
+    free(y);
+    free(yg);
+}
+
+static void test_vecmat(const ds3_kernels *k) {
+    for (int dt = 0; dt < 4; dt++)
+        for (int special = 0; special < 2; special++) {
+            if (special && dt != DS3_DT_F8E4M3) continue;
+            tmat t = make_mat((ds3_dtype)dt, 300, 290, special);
+            static const int64_t box[][4] = {{0, 64, 0, 256}, {0, 1, 0, 1}, {3, 200, 16, 290}, {127, 260, 128, 200},
+                                            {5, 40, 0, 17}, {0, 300, 0, 290}, {10, 11, 64, 65}};
+            static const int njs[] = {1, 2, 5, 6, 7, 13};
+            for (size_t b = 0; b < sizeof box / sizeof box[0]; b++)
+                for (size_t i = 0; i < sizeof njs / sizeof njs[0]; i++)
+                    check_vecmat(k, &t, box[b][0], box[b][1], box[b][2], box[b][3], njs[i]);
+            check_vecmat(k, &t, 2, 77, 3, 250, 3); /* unaligned column start (FP8: the generic fallback) */
+            free_mat(&t);
+        }
+}
+
 int main(void) {
     TEST_BEGIN("test_kernels");
     ds3_kernels_init();
     test_conversions();
     CHECK(ds3_kernels_by_name("ref") == &ds3_kernels_ref, "ref set is always available");
     test_vec(&ds3_kernels_ref);
+    CHECK(ds3_kernels_set("ref") == 0, "ds3_kernels_set(ref)");
+    test_vecmat(&ds3_kernels_ref);
     static const char *sets[] = {"avx2", "avx512"};
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
         const ds3_kernels *k = ds3_kernels_by_name(sets[i]);
@@ -361,6 +437,7 @@ int main(void) {
         test_matmul(k);
         test_dequant(k);
         test_vec(k);
+        test_vecmat(k);
         printf("# %s: %d matmul cases against ref\n", sets[i], n_mm_checks);
     }
     /* the bandwidth probe runs and returns something sane on small arrays */

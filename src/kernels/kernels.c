@@ -148,3 +148,19 @@ const char *ds3_kernels_name(void) {
     ds3_kernels_init();
     return ds3_kern->name;
 }
+
+/* The generic (and reference) vecmat: one dequantized row span at a time, added with the
+ * current set's axpy, so every output is the same r-ordered sum as the set's SIMD vecmat. */
+void ds3_vecmat_generic(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x, size_t ldx,
+                        int nj, float *y, size_t ldy) {
+    enum { CB = 512 };
+    float buf[CB];
+    for (int64_t cb = c0; cb < c1; cb += CB) {
+        const int n = (int)(c1 - cb < CB ? c1 - cb : CB);
+        for (int j = 0; j < nj; j++) memset(y + (size_t)j * ldy + (cb - c0), 0, (size_t)n * sizeof(float));
+        for (int64_t r = r0; r < r1; r++) {
+            ds3_dequant_row(w, r, cb, cb + n, buf);
+            for (int j = 0; j < nj; j++) ds3_kern->axpy(n, x[(size_t)j * ldx + (size_t)(r - r0)], buf, y + (size_t)j * ldy + (cb - c0));
+        }
+    }
+}

@@ -54,6 +54,12 @@ typedef struct ds3_kernels {
                    float *y, size_t ldy);
     /* dst[c - c0] = W[r][c] for c in [c0, c1), dequantized to f32. */
     void (*dequant_row)(const ds3_mat *w, int64_t r, int64_t c0, int64_t c1, float *dst);
+    /* y[j*ldy + (c - c0)] = sum_{r in [r0, r1)} x[j*ldx + (r - r0)] * W[r][c]   for j in [0, nj),
+     * c in [c0, c1): vectors times a block of W (W^T x; the absorbed attention's W_UK^T q and p C).
+     * Each output is one f32 sum in r order starting from 0 (fma in the SIMD sets), whatever nj
+     * or the column range. NULL: ds3_vecmat_generic (dequant_row + axpy of the same set). */
+    void (*vecmat)(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x, size_t ldx,
+                   int nj, float *y, size_t ldy);
     float (*dot)(int n, const float *a, const float *b);
     void (*axpy)(int n, float a, const float *x, float *y);  /* y += a * x */
 } ds3_kernels;
@@ -83,6 +89,15 @@ static inline void ds3_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const fl
 }
 static inline void ds3_dequant_row(const ds3_mat *w, int64_t r, int64_t c0, int64_t c1, float *dst) {
     (DS3_DT_IS_QUANT(w->dtype) ? ds3_qkern : ds3_kern)->dequant_row(w, r, c0, c1, dst);
+}
+
+void ds3_vecmat_generic(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x, size_t ldx,
+                        int nj, float *y, size_t ldy);
+static inline void ds3_vecmat(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x,
+                              size_t ldx, int nj, float *y, size_t ldy) {
+    const ds3_kernels *k = DS3_DT_IS_QUANT(w->dtype) ? ds3_qkern : ds3_kern;
+    if (k->vecmat) k->vecmat(w, r0, r1, c0, c1, x, ldx, nj, y, ldy);
+    else ds3_vecmat_generic(w, r0, r1, c0, c1, x, ldx, nj, y, ldy);
 }
 
 /* Scalar conversions shared by all sets. */

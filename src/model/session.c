@@ -7,6 +7,8 @@
  *   mtp_logits = shared_head(shared_head.norm(x)).
  * Ownership: the session owns everything it allocates and borrows the model (which must
  * outlive it). Nothing is allocated per token. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/model.h"
@@ -40,15 +42,29 @@ ds3_session_params ds3_session_default_params(void) {
     return p;
 }
 
+static void prof_print(const ds3_ctx *ctx) {
+    static const char *names[DS3_PROF_N] = {"q/kv proj+rope", "attention", "o proj", "router", "experts gate/up",
+                                            "experts down", "moe sum", "dense ffn", "norm+residual", "head"};
+    double tot = 0;
+    for (int i = 0; i < DS3_PROF_N; i++) tot += ctx->prof[i];
+    fprintf(stderr, "ds3 profile (DS3_PROFILE, wall seconds on the calling thread):\n");
+    for (int i = 0; i < DS3_PROF_N; i++)
+        fprintf(stderr, "  %-16s %9.4f s  %5.1f%%\n", names[i], ctx->prof[i], tot > 0 ? 100 * ctx->prof[i] / tot : 0);
+}
+
 void ds3_session_free(ds3_session *s) {
     if (!s) return;
+    if (s->ctx.prof) {
+        prof_print(&s->ctx);
+        free(s->ctx.prof);
+    }
     if (s->ctx.pool) ds3_pool_free(s->ctx.pool);
     if (s->ctx.tbuf)
         for (int i = 0; i < s->ctx.nth; i++) free(s->ctx.tbuf[i]);
     free(s->ctx.tbuf);
     free(s->ctx.chunks);
     void *bufs[] = {s->cache, s->mtp_cache, s->h, s->xn, s->tmp, s->hfin, s->cat, s->fg, s->fu,
-                    s->mla.q_lat, s->mla.q, s->mla.kv, s->mla.o, s->moe.logits, s->moe.ids, s->moe.wts,
+                    s->mla.q_lat, s->mla.q, s->mla.kv, s->mla.o, s->mla.qcat, s->mla.lat, s->moe.logits, s->moe.ids, s->moe.wts,
                     s->moe.count, s->moe.offset, s->moe.slot, s->moe.xg, s->moe.hg, s->moe.hu, s->moe.yg,
                     s->moe.sg, s->moe.su, s->moe.sy, s->moe.rscratch, s->logits, s->mtp_logits, s->routing};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -101,6 +117,8 @@ ds3_session *ds3_session_new(const ds3_model *m, const ds3_session_params *pp, c
     ALLOC(s->mla.q, B * H * (size_t)c->qk_head_dim);
     ALLOC(s->mla.kv, B * s->ldc);
     ALLOC(s->mla.o, B * H * (size_t)c->v_head_dim);
+    ALLOC(s->mla.qcat, ds3_mla_qcat_floats(c, (int)B));
+    ALLOC(s->mla.lat, ds3_mla_lat_floats(c, (int)B));
     if (c->n_routed_experts > 0) {
         ALLOC(s->moe.logits, B * Nr);
         ALLOC(s->moe.ids, B * K);
@@ -132,6 +150,11 @@ ds3_session *ds3_session_new(const ds3_model *m, const ds3_session_params *pp, c
     if (!s->ctx.tbuf) goto nomem;
     for (int i = 0; i < p.n_threads; i++) ALLOC(s->ctx.tbuf[i], tf);
     s->ctx.chunk_cap = 4096;
+    const char *pe = getenv("DS3_PROFILE");
+    if (pe && *pe && strcmp(pe, "0") != 0) {
+        s->ctx.prof = calloc(DS3_PROF_N + 1, sizeof(double)); /* + 1: a discard slot */
+        if (!s->ctx.prof) goto nomem;
+    }
     ALLOC(s->ctx.chunks, (size_t)s->ctx.chunk_cap);
     return s;
 nomem:
@@ -189,28 +212,37 @@ static void block_fwd(ds3_session *s, const ds3_layer_w *w, float *cache, int T,
     const ds3_model *m = s->m;
     const ds3_config *c = &m->cfg;
     const int d = c->hidden_size;
+    double tp = ds3_prof_tick(&s->ctx, DS3_PROF_NORM, 0);
     ds3_rmsnorm_fwd(s->xn, (size_t)d, s->h, (size_t)d, w->attn_norm, T, d, c->rms_norm_eps);
+    tp = ds3_prof_tick(&s->ctx, DS3_PROF_NORM, tp);
     ds3_mla_fwd(&s->ctx, c, w, m->rope_inv_freq, s->xn, T, pos0, cache, s->tmp, &s->mla);
+    tp = ds3_prof_tick(&s->ctx, DS3_PROF_N, tp); /* already counted inside */
     for (size_t i = 0; i < (size_t)T * d; i++) s->h[i] += s->tmp[i];
     ds3_rmsnorm_fwd(s->xn, (size_t)d, s->h, (size_t)d, w->ffn_norm, T, d, c->rms_norm_eps);
+    tp = ds3_prof_tick(&s->ctx, DS3_PROF_NORM, tp);
     if (w->is_moe) {
         ds3_moe_fwd(&s->ctx, c, w, s->xn, T, s->tmp, &s->moe);
         if (route_rec) memcpy(route_rec, s->moe.ids, (size_t)T * c->num_experts_per_tok * sizeof(int32_t));
+        tp = ds3_prof_tick(&s->ctx, DS3_PROF_N, tp);
     } else {
         ds3_ffn_fwd(&s->ctx, &w->dense, s->xn, T, s->tmp, s->fg, s->fu);
+        tp = ds3_prof_tick(&s->ctx, DS3_PROF_FFN, tp);
     }
     for (size_t i = 0; i < (size_t)T * d; i++) s->h[i] += s->tmp[i];
+    ds3_prof_tick(&s->ctx, DS3_PROF_NORM, tp);
 }
 
 /* logits for rows of x (T, d): all rows into out (T, V) when out, else only the last row. */
 static void head_fwd(ds3_session *s, const ds3_mat *head, const float *x, int T, float *out, float *last) {
     const int V = s->m->cfg.vocab_size, d = s->m->cfg.hidden_size;
+    double tp = ds3_prof_tick(&s->ctx, DS3_PROF_HEAD, 0);
     if (out) {
         ds3_linear_fwd(&s->ctx, head, x, T, out);
         memcpy(last, out + (size_t)(T - 1) * V, (size_t)V * sizeof(float));
     } else {
         ds3_linear_fwd(&s->ctx, head, x + (size_t)(T - 1) * d, 1, last);
     }
+    ds3_prof_tick(&s->ctx, DS3_PROF_HEAD, tp);
 }
 
 int ds3_session_eval(ds3_session *s, const int32_t *tokens, int n, float *logits_out, char *err, size_t errlen) {

@@ -17,9 +17,27 @@
 
 #include "nn/nn.h"
 
+/* Heads attended together by one task: one pass of the score kernel over the cache serves them all. */
+static int heads_per_task(const ds3_config *c, int T, int nth) {
+    int g = (c->n_heads * T + nth - 1) / nth / T; /* enough tasks for every thread */
+    if (g > 16) g = 16;
+    if (g < 1) g = 1;
+    if (g > c->n_heads) g = c->n_heads;
+    return g;
+}
+
 size_t ds3_mla_tbuf_floats(const ds3_config *c, int T, int n_ctx) {
-    /* wuk (dn, rkv) + qa (T, rkv) + lat (T, rkv) + scores (n_ctx) */
-    return (size_t)c->qk_nope_head_dim * c->kv_lora_rank + 2 * (size_t)T * c->kv_lora_rank + (size_t)n_ctx + 64;
+    (void)c, (void)T;
+    return (size_t)16 * n_ctx + 64; /* scores/probabilities of up to 16 heads over the cache */
+}
+
+size_t ds3_mla_qcat_floats(const ds3_config *c, int T) {
+    const int tb = T < DS3_MLA_TB ? T : DS3_MLA_TB;
+    return (size_t)tb * c->n_heads * (c->kv_lora_rank + c->qk_rope_head_dim);
+}
+size_t ds3_mla_lat_floats(const ds3_config *c, int T) {
+    const int tb = T < DS3_MLA_TB ? T : DS3_MLA_TB;
+    return (size_t)tb * c->n_heads * c->kv_lora_rank;
 }
 
 typedef struct {
@@ -27,60 +45,78 @@ typedef struct {
     const ds3_config *c;
     const ds3_layer_w *w;
     const float *q;      /* (T, H, dq), rope already applied */
-    const float *cache;  /* (n_ctx, rkv + dr) */
+    ds3_mat cache;       /* (n_ctx, rkv + dr) F32 rows: the latent cache as a matrix */
+    float *qcat;         /* (T, H, rkv + dr): [W_UK(h)^T q_nope | q_pe] per token and head */
+    float *lat;          /* (T, H, rkv) */
     float *o;            /* (T, H, dv) */
-    int T, pos0;
-    atomic_int next_head;  /* heads are claimed dynamically; scratch is per executing thread */
+    int T, pos0, g;      /* g heads per attention task */
+    atomic_int next;     /* tasks are claimed dynamically; scratch is per executing thread */
 } attn_task;
 
-static void attn_worker(void *arg, int ith, int nth) {
+/* qcat = [W_UK(h)^T q_nope_h | q_pe_h] for every token, one head per task. */
+static void absorb_q_worker(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
     attn_task *a = arg;
     const ds3_config *c = a->c;
     const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
     const int rkv = c->kv_lora_rank, dq = dn + dr, ldc = rkv + dr, T = a->T;
+    for (int h; (h = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < H;) {
+        float *qc = a->qcat + (size_t)h * ldc;
+        if (a->w->k_b.data) /* GGUF split layout: k_b(h) = W_UK(h)^T (rkv, dn) */
+            ds3_matmul(&a->w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qc,
+                       (size_t)H * ldc);
+        else
+            ds3_vecmat(&a->w->kv_b, (int64_t)h * (dn + dv), (int64_t)h * (dn + dv) + dn, 0, rkv, a->q + (size_t)h * dq,
+                       (size_t)H * dq, T, qc, (size_t)H * ldc);
+        for (int t = 0; t < T; t++)
+            memcpy(qc + (size_t)t * H * ldc + rkv, a->q + ((size_t)t * H + h) * dq + dn, (size_t)dr * sizeof(float));
+    }
+}
+
+/* One task = one token and g heads: scores = qcat . cache rows (the matmul kernel with the cache
+ * as its weight matrix), causal softmax, lat = p . cache[:, :rkv]. */
+static void attn_worker(void *arg, int ith, int nth) {
+    (void)nth;
+    attn_task *a = arg;
+    const ds3_config *c = a->c;
+    const int H = c->n_heads, rkv = c->kv_lora_rank, ldc = rkv + c->qk_rope_head_dim, g = a->g;
+    const int per_t = (H + g - 1) / g, n_tasks = a->T * per_t;
     const float scale = c->softmax_scale;
-    float *wuk = a->ctx->tbuf[ith];                  /* (dn, rkv) */
-    float *qa = wuk + (size_t)dn * rkv;               /* (T, rkv) */
-    float *lat = qa + (size_t)T * rkv;                /* (T, rkv) */
-    float *sc = lat + (size_t)T * rkv;                /* (n_ctx,) */
-    const ds3_mat *kvb = &a->w->kv_b;
-    for (int h; (h = atomic_fetch_add_explicit(&a->next_head, 1, memory_order_relaxed)) < H;) {
-        const int64_t row0 = (int64_t)h * (dn + dv);
-        if (a->w->k_b.data) { /* GGUF split layout: qa = k_b(h) q_nope, k_b(h) = W_UK(h)^T (rkv, dn) */
-            ds3_matmul(&a->w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qa,
-                       (size_t)rkv);
-        } else {
-            for (int j = 0; j < dn; j++) ds3_dequant_row(kvb, row0 + j, 0, rkv, wuk + (size_t)j * rkv);
-            for (int t = 0; t < T; t++) {
-                const float *qn = a->q + ((size_t)t * H + h) * dq;
-                float *qat = qa + (size_t)t * rkv;
-                memset(qat, 0, (size_t)rkv * sizeof(float));
-                for (int j = 0; j < dn; j++) ds3_kern->axpy(rkv, qn[j], wuk + (size_t)j * rkv, qat);
-            }
-        }
-        for (int t = 0; t < T; t++) {
-            const float *qpe = a->q + ((size_t)t * H + h) * dq + dn;
-            const float *qat = qa + (size_t)t * rkv;
-            const int n_keys = a->pos0 + t + 1;
-            float mx = -INFINITY;
+    float *sc = a->ctx->tbuf[ith]; /* (g, n_keys) */
+    for (int i; (i = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < n_tasks;) {
+        const int t = i / per_t, h0 = (i % per_t) * g, gn = H - h0 < g ? H - h0 : g;
+        const int n_keys = a->pos0 + t + 1;
+        const float *qc = a->qcat + ((size_t)t * H + h0) * ldc;
+        ds3_matmul(&a->cache, 0, n_keys, qc, (size_t)ldc, gn, sc, (size_t)n_keys);
+        for (int j = 0; j < gn; j++) {
+            float *row = sc + (size_t)j * n_keys, mx = -INFINITY;
             for (int s = 0; s < n_keys; s++) {
-                const float *kc = a->cache + (size_t)s * ldc;
-                float v = scale * (ds3_kern->dot(rkv, qat, kc) + ds3_kern->dot(dr, qpe, kc + rkv));
-                sc[s] = v;
-                mx = v > mx ? v : mx;
+                row[s] *= scale;
+                mx = row[s] > mx ? row[s] : mx;
             }
             double sum = 0;
-            for (int s = 0; s < n_keys; s++) sum += (sc[s] = expf(sc[s] - mx));
+            for (int s = 0; s < n_keys; s++) sum += (row[s] = expf(row[s] - mx));
             const float inv = (float)(1.0 / sum);
-            float *lt = lat + (size_t)t * rkv;
-            memset(lt, 0, (size_t)rkv * sizeof(float));
-            for (int s = 0; s < n_keys; s++) ds3_kern->axpy(rkv, sc[s] * inv, a->cache + (size_t)s * ldc, lt);
+            for (int s = 0; s < n_keys; s++) row[s] *= inv;
         }
-        if (a->w->v_b.data) /* o_h = v_b(h) lat, v_b(h) = W_UV(h) (dv, rkv) */
-            ds3_matmul(&a->w->v_b, (int64_t)h * dv, (int64_t)(h + 1) * dv, lat, (size_t)rkv, T, a->o + (size_t)h * dv,
-                       (size_t)H * dv);
+        ds3_vecmat(&a->cache, 0, n_keys, 0, rkv, sc, (size_t)n_keys, gn, a->lat + ((size_t)t * H + h0) * rkv, (size_t)rkv);
+    }
+}
+
+/* o_h = W_UV(h) lat_h for every token, one head per task. */
+static void out_worker(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
+    attn_task *a = arg;
+    const ds3_config *c = a->c;
+    const int H = c->n_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim, rkv = c->kv_lora_rank;
+    for (int h; (h = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < H;) {
+        const float *lat = a->lat + (size_t)h * rkv;
+        float *o = a->o + (size_t)h * dv;
+        if (a->w->v_b.data) /* v_b(h) = W_UV(h) (dv, rkv) */
+            ds3_matmul(&a->w->v_b, (int64_t)h * dv, (int64_t)(h + 1) * dv, lat, (size_t)H * rkv, a->T, o, (size_t)H * dv);
         else
-            ds3_matmul(kvb, row0 + dn, row0 + dn + dv, lat, (size_t)rkv, T, a->o + (size_t)h * dv, (size_t)H * dv);
+            ds3_matmul(&a->w->kv_b, (int64_t)h * (dn + dv) + dn, (int64_t)(h + 1) * (dn + dv), lat, (size_t)H * rkv, a->T, o,
+                       (size_t)H * dv);
     }
 }
 
@@ -88,6 +124,7 @@ void ds3_mla_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
                  const float *x, int T, int pos0, float *cache, float *out, ds3_mla_buf *b) {
     const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
     const int rkv = c->kv_lora_rank, dq = dn + dr, ldc = rkv + dr, d = c->hidden_size;
+    double tp = ds3_prof_tick(ctx, DS3_PROF_QKV, 0);
     /* Query and KV down-projections read the same x: one parallel pass. */
     if (c->q_lora_rank > 0) {
         ds3_mm_job j[2] = {
@@ -111,10 +148,22 @@ void ds3_mla_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     ds3_rmsnorm_fwd(dst, (size_t)ldc, b->kv, (size_t)ldc, w->kv_a_norm, T, rkv, c->rms_norm_eps);
     for (int t = 0; t < T; t++) memcpy(dst + (size_t)t * ldc + rkv, b->kv + (size_t)t * ldc + rkv, (size_t)dr * sizeof(float));
     ds3_rope_fwd(dst + rkv, T, (size_t)ldc, 1, 0, dr, pos0, rope_inv_freq, c->rope_cs_scale);
-    attn_task a = {ctx, c, w, b->q, cache, b->o, T, pos0, 0};
-    const double work = (double)H * T * ((double)c->qk_nope_head_dim * rkv * 2 + (double)(pos0 + T) * (ldc + rkv));
-    ds3_pool_run_sized(ctx->pool, attn_worker, &a, work);
+    tp = ds3_prof_tick(ctx, DS3_PROF_QKV, tp);
+    /* Attention in token blocks of at most DS3_MLA_TB (the qcat/lat buffers hold one block). */
+    for (int t0 = 0; t0 < T; t0 += DS3_MLA_TB) {
+        const int tn = T - t0 < DS3_MLA_TB ? T - t0 : DS3_MLA_TB;
+        attn_task a = {ctx, c, w, b->q + (size_t)t0 * H * dq, {DS3_DT_F32, (int64_t)(pos0 + t0 + tn), ldc, cache, NULL},
+                       b->qcat, b->lat, b->o + (size_t)t0 * H * c->v_head_dim, tn, pos0 + t0, heads_per_task(c, tn, ctx->nth), 0};
+        const double wq = (double)H * tn * dn * rkv * 2;
+        ds3_pool_run_sized(ctx->pool, absorb_q_worker, &a, wq);
+        a.next = 0;
+        ds3_pool_run_sized(ctx->pool, attn_worker, &a, (double)H * tn * (pos0 + t0 + tn) * (ldc + rkv));
+        a.next = 0;
+        ds3_pool_run_sized(ctx->pool, out_worker, &a, (double)H * tn * c->v_head_dim * rkv);
+    }
+    tp = ds3_prof_tick(ctx, DS3_PROF_ATTN, tp);
     ds3_linear_fwd(ctx, &w->o, b->o, T, out);
+    ds3_prof_tick(ctx, DS3_PROF_OPROJ, tp);
 }
 
 /* ---- training ---- */

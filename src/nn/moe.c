@@ -12,6 +12,7 @@ void ds3_moe_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     const int Nr = c->n_routed_experts, K = c->num_experts_per_tok, d = c->hidden_size;
     const int I = c->moe_intermediate_size;
     const int Is = c->n_shared_experts * I;
+    double tp = ds3_prof_tick(ctx, DS3_PROF_ROUTER, 0);
     ds3_linear_fwd(ctx, &w->router, x, T, b->logits);
     for (int t = 0; t < T; t++)
         ds3_router_select(c, b->logits + (size_t)t * Nr, w->router_bias, b->ids + (size_t)t * K,
@@ -31,6 +32,7 @@ void ds3_moe_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
      * per-thread scratch of thread 0 (the caller) to avoid allocation. */
     ds3_mm_job *jobs = (ds3_mm_job *)ctx->tbuf[0];
     int nj = 0;
+    tp = ds3_prof_tick(ctx, DS3_PROF_ROUTER, tp);
     for (int e = 0; e < Nr; e++) {
         int n = b->offset[e + 1] - b->offset[e];
         if (!n) continue;
@@ -45,6 +47,7 @@ void ds3_moe_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     ds3_mm(ctx, jobs, nj);
     ds3_swiglu_fwd(b->hg, b->hg, b->hu, (size_t)T * K * I);
     if (w->has_shared) ds3_swiglu_fwd(b->sg, b->sg, b->su, (size_t)T * Is);
+    tp = ds3_prof_tick(ctx, DS3_PROF_EXP_GU, tp);
     nj = 0;
     for (int e = 0; e < Nr; e++) {
         int n = b->offset[e + 1] - b->offset[e];
@@ -54,6 +57,7 @@ void ds3_moe_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     }
     if (w->has_shared) jobs[nj++] = (ds3_mm_job){&w->shared.down, 0, d, b->sg, (size_t)Is, T, b->sy, (size_t)d};
     ds3_mm(ctx, jobs, nj);
+    tp = ds3_prof_tick(ctx, DS3_PROF_EXP_DOWN, tp);
     for (int t = 0; t < T; t++) {
         float *o = out + (size_t)t * d;
         if (w->has_shared) memcpy(o, b->sy + (size_t)t * d, (size_t)d * sizeof(float));
@@ -61,6 +65,7 @@ void ds3_moe_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
         for (int k = 0; k < K; k++)
             ds3_kern->axpy(d, b->wts[t * K + k], b->yg + (size_t)b->slot[t * K + k] * d, o);
     }
+    ds3_prof_tick(ctx, DS3_PROF_MOE_SUM, tp);
 }
 
 /* ---- training ---- */

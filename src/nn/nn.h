@@ -26,7 +26,21 @@ typedef struct ds3_ctx {
     size_t tbuf_floats;
     struct ds3_mm_job *chunks;  /* scratch for ds3_mm's row chunks */
     int chunk_cap;
+    double *prof;          /* (DS3_PROF_N,) seconds per stage when DS3_PROFILE is set, else NULL */
 } ds3_ctx;
+
+/* Stages timed by DS3_PROFILE=1 (wall time on the calling thread; printed by ds3_session_free). */
+enum { DS3_PROF_QKV, DS3_PROF_ATTN, DS3_PROF_OPROJ, DS3_PROF_ROUTER, DS3_PROF_EXP_GU, DS3_PROF_EXP_DOWN,
+       DS3_PROF_MOE_SUM, DS3_PROF_FFN, DS3_PROF_NORM, DS3_PROF_HEAD, DS3_PROF_N };
+double ds3_time_s(void);
+/* t = ds3_prof_tick(ctx, slot, t): adds the time since t to slot (nothing when t is 0, the
+ * start of a sequence) and returns now. */
+static inline double ds3_prof_tick(const ds3_ctx *ctx, int slot, double t) {
+    if (!ctx->prof) return 0;
+    double now = ds3_time_s();
+    if (t > 0) ctx->prof[slot] += now - t;
+    return now;
+}
 
 /* One matrix product y[t, r - r0] = sum_k x[t, k] W[r, k] over rows [r0, r1) of W. */
 typedef struct ds3_mm_job {
@@ -91,9 +105,15 @@ typedef struct ds3_mla_buf {
     float *q;          /* (T, H, dq) */
     float *kv;         /* (T, rkv + dr) */
     float *o;          /* (T, H, dv) */
+    float *qcat;       /* (min(T, DS3_MLA_TB), H, rkv + dr) absorbed queries */
+    float *lat;        /* (min(T, DS3_MLA_TB), H, rkv) attention-weighted latents */
 } ds3_mla_buf;
+enum { DS3_MLA_TB = 32 }; /* tokens per attention block */
 /* Per-thread scratch floats needed by ds3_mla_fwd for T tokens and n_ctx cached positions. */
 size_t ds3_mla_tbuf_floats(const ds3_config *c, int T, int n_ctx);
+/* Sizes of ds3_mla_buf.qcat and .lat for batches of up to T tokens. */
+size_t ds3_mla_qcat_floats(const ds3_config *c, int T);
+size_t ds3_mla_lat_floats(const ds3_config *c, int T);
 /* Absorbed MLA (spec 3.7) over T tokens at positions pos0..pos0+T-1. Writes their latents
  * [rmsnorm(c_kv) | rope(k_pe)] into cache (n_ctx, rkv + dr) rows pos0.., then attends causally
  * over rows 0..pos. out (T, d). */
