@@ -104,16 +104,26 @@ AI void dec_chunk(const int dt, const int R, const int NT, const void *const *rp
     }
 }
 
+/* The prefetch stream of one decode call: rows [r0, r1) are the bytes [base, end); addresses at
+ * or past end continue at ds3_pf_next (the thread's next matmul) by adding `jump`. */
+typedef struct {
+    const char *end;
+    intptr_t jump;
+} pf_stream;
+
 AI void dec_span(const int dt, const int R, const int NT, const void *const *rp, int64_t k0, int64_t k1,
                  const __m512 *s1, const __m512 *s2, const int two, const float *x, size_t ldx,
-                 __m512 acc[8][6]) {
+                 __m512 acc[8][6], pf_stream pf) {
     /* one cache line of every row per step, with a software prefetch PF_DIST bytes ahead: the
      * hardware prefetcher alone leaves FP8 rows (4x fewer bytes per instruction) latency bound */
     const int esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2, step = 64 / esz;
     int64_t k = k0;
     for (; k + step <= k1; k += step) {
         UNROLL
-        for (int i = 0; i < R; i++) _mm_prefetch((const char *)rp[i] + (k * esz + PF_DIST), PF_HINT);
+        for (int i = 0; i < R; i++) {
+            const char *a = (const char *)rp[i] + (k * esz + PF_DIST);
+            _mm_prefetch(a >= pf.end ? a + pf.jump : a, PF_HINT);
+        }
         UNROLL
         for (int c = 0; c < step; c += 16) dec_chunk(dt, R, NT, rp, k + c, 0, 0, s1, s2, two, x, ldx, acc);
     }
@@ -122,7 +132,7 @@ AI void dec_span(const int dt, const int R, const int NT, const void *const *rp,
 }
 
 AI void dec_rows(const int dt, const int R, const int NT, const ds3_mat *w, int64_t r, const float *x,
-                 size_t ldx, float *y, size_t ldy) {
+                 size_t ldx, float *y, size_t ldy, pf_stream pf) {
     const int64_t K = w->cols;
     const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2;
     const void *rp[8];
@@ -149,14 +159,14 @@ AI void dec_rows(const int dt, const int R, const int NT, const ds3_mat *w, int6
                 s1[i] = _mm512_set1_ps(big ? FP8_POW : sc[i][b] * FP8_POW);
                 s2[i] = _mm512_set1_ps(sc[i][b]);
             }
-            if (!big) dec_span(dt, R, NT, rp, k0, k1, s1, s2, 0, x, ldx, acc);
-            else dec_span(dt, R, NT, rp, k0, k1, s1, s2, 1, x, ldx, acc);
+            if (!big) dec_span(dt, R, NT, rp, k0, k1, s1, s2, 0, x, ldx, acc, pf);
+            else dec_span(dt, R, NT, rp, k0, k1, s1, s2, 1, x, ldx, acc, pf);
         }
     } else {
         __m512 z[8];
         UNROLL
         for (int i = 0; i < 8; i++) z[i] = _mm512_setzero_ps();
-        dec_span(dt, R, NT, rp, 0, K, z, z, 0, x, ldx, acc);
+        dec_span(dt, R, NT, rp, 0, K, z, z, 0, x, ldx, acc, pf);
     }
     UNROLL
     for (int i = 0; i < R; i++)
@@ -169,18 +179,19 @@ AI void decode(const int dt, const int NT, const ds3_mat *w, int64_t r0, int64_t
     /* The rows [r0, r1) are contiguous. The streaming loop prefetches PF_DIST bytes ahead, so
      * without this burst the first PF_DIST bytes of every call would arrive one demand miss at a
      * time; expert matrices are small enough that this start-up cost is a large share. */
+    const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2;
+    const char *base = (const char *)w->data + (size_t)r0 * (size_t)w->cols * esz;
+    const size_t total = (size_t)(r1 - r0) * (size_t)w->cols * esz;
+    pf_stream pf = {base + total, ds3_pf_next ? (const char *)ds3_pf_next - (base + total) : 0};
     {
-        const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2;
-        const char *base = (const char *)w->data + (size_t)r0 * (size_t)w->cols * esz;
-        size_t nb = (size_t)(r1 - r0) * (size_t)w->cols * esz;
-        if (nb > PF_DIST) nb = PF_DIST;
+        size_t nb = total < PF_DIST ? total : PF_DIST;
         for (size_t off = 0; off < nb; off += 64) _mm_prefetch(base + off, PF_HINT);
     }
     int64_t r = r0;
     if (NT <= DEC8_MAXT)
-        for (; r + 8 <= r1; r += 8) dec_rows(dt, 8, NT, w, r, x, ldx, y + (r - r0), ldy);
-    for (; r + 4 <= r1; r += 4) dec_rows(dt, 4, NT, w, r, x, ldx, y + (r - r0), ldy);
-    for (; r < r1; r++) dec_rows(dt, 1, NT, w, r, x, ldx, y + (r - r0), ldy);
+        for (; r + 8 <= r1; r += 8) dec_rows(dt, 8, NT, w, r, x, ldx, y + (r - r0), ldy, pf);
+    for (; r + 4 <= r1; r += 4) dec_rows(dt, 4, NT, w, r, x, ldx, y + (r - r0), ldy, pf);
+    for (; r < r1; r++) dec_rows(dt, 1, NT, w, r, x, ldx, y + (r - r0), ldy, pf);
 }
 
 /* ---- dequantization of a column span of one row (also the public dequant_row) -------------- */

@@ -10,6 +10,7 @@
 
 const ds3_kernels *ds3_kern = &ds3_kernels_ref;
 const ds3_kernels *ds3_qkern = &ds3_qkernels_ref;
+_Thread_local const void *ds3_pf_next;
 float ds3_fp8_table[256];
 
 const char *ds3_dtype_name(ds3_dtype t) {

@@ -14,11 +14,16 @@ typedef struct {
 } mm_task;
 
 static void mm_worker(void *arg, int ith, int nth) {
+    (void)ith;
     mm_task *t = arg;
     for (int i; (i = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed)) < t->n;) {
         const ds3_mm_job *j = &t->chunks[i];
+        /* chunks are claimed in turn, so this thread's next one is most likely i + nth */
+        const ds3_mm_job *nx = i + nth < t->n ? &t->chunks[i + nth] : NULL;
+        ds3_matmul_prefetch_next(nx ? nx->w : NULL, nx ? nx->r0 : 0);
         ds3_matmul(j->w, j->r0, j->r1, j->x, j->ldx, j->T, j->y, j->ldy);
     }
+    ds3_matmul_prefetch_next(NULL, 0);
 }
 
 void ds3_mm(ds3_ctx *ctx, const ds3_mm_job *jobs, int n_jobs) {
