@@ -17,13 +17,11 @@
 
 #include "nn/nn.h"
 
-/* Heads attended together by one task: one pass of the score kernel over the cache serves them all. */
-static int heads_per_task(const ds3_config *c, int T, int nth) {
-    int g = (c->n_heads * T + nth - 1) / nth / T; /* enough tasks for every thread */
-    if (g > 16) g = 16;
-    if (g < 1) g = 1;
-    if (g > c->n_heads) g = c->n_heads;
-    return g;
+/* Heads per attention task: one pass of the score kernel over the cache serves all of them, and
+ * there should be a task for every thread. */
+static int heads_per_task(const ds3_config *c, int nth) {
+    int g = (c->n_heads + nth - 1) / nth;
+    return g > 16 ? 16 : g < 1 ? 1 : g;
 }
 
 size_t ds3_mla_tbuf_floats(const ds3_config *c, int T, int n_ctx) {
@@ -49,74 +47,64 @@ typedef struct {
     float *qcat;         /* (T, H, rkv + dr): [W_UK(h)^T q_nope | q_pe] per token and head */
     float *lat;          /* (T, H, rkv) */
     float *o;            /* (T, H, dv) */
-    int T, pos0, g;      /* g heads per attention task */
+    int T, pos0, g;      /* g heads per task */
     atomic_int next;     /* tasks are claimed dynamically; scratch is per executing thread */
 } attn_task;
 
-/* qcat = [W_UK(h)^T q_nope_h | q_pe_h] for every token, one head per task. */
-static void absorb_q_worker(void *arg, int ith, int nth) {
-    (void)ith, (void)nth;
-    attn_task *a = arg;
-    const ds3_config *c = a->c;
-    const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    const int rkv = c->kv_lora_rank, dq = dn + dr, ldc = rkv + dr, T = a->T;
-    for (int h; (h = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < H;) {
-        float *qc = a->qcat + (size_t)h * ldc;
-        if (a->w->k_b.data) /* GGUF split layout: k_b(h) = W_UK(h)^T (rkv, dn) */
-            ds3_matmul(&a->w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qc,
-                       (size_t)H * ldc);
-        else
-            ds3_vecmat(&a->w->kv_b, (int64_t)h * (dn + dv), (int64_t)h * (dn + dv) + dn, 0, rkv, a->q + (size_t)h * dq,
-                       (size_t)H * dq, T, qc, (size_t)H * ldc);
-        for (int t = 0; t < T; t++)
-            memcpy(qc + (size_t)t * H * ldc + rkv, a->q + ((size_t)t * H + h) * dq + dn, (size_t)dr * sizeof(float));
-    }
-}
-
-/* One task = one token and g heads: scores = qcat . cache rows (the matmul kernel with the cache
- * as its weight matrix), causal softmax, lat = p . cache[:, :rkv]. */
+/* One task = g heads over the block's T tokens, all three steps (the heads are independent):
+ *   qcat = [W_UK(h)^T q_nope_h | q_pe_h]                       (vecmat over kv_b's rows, or k_b)
+ *   per token: scores = qcat . cache rows (the matmul kernel with the cache as its weight
+ *   matrix: every head's scores in one pass), causal softmax, lat = p . cache[:, :rkv]  (vecmat)
+ *   o_h = W_UV(h) lat_h                                          (matmul over kv_b's rows, or v_b) */
 static void attn_worker(void *arg, int ith, int nth) {
     (void)nth;
     attn_task *a = arg;
     const ds3_config *c = a->c;
-    const int H = c->n_heads, rkv = c->kv_lora_rank, ldc = rkv + c->qk_rope_head_dim, g = a->g;
-    const int per_t = (H + g - 1) / g, n_tasks = a->T * per_t;
+    const ds3_layer_w *w = a->w;
+    const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int rkv = c->kv_lora_rank, dq = dn + dr, ldc = rkv + dr, T = a->T, g = a->g;
+    const int n_tasks = (H + g - 1) / g;
     const float scale = c->softmax_scale;
     float *sc = a->ctx->tbuf[ith]; /* (g, n_keys) */
     for (int i; (i = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < n_tasks;) {
-        const int t = i / per_t, h0 = (i % per_t) * g, gn = H - h0 < g ? H - h0 : g;
-        const int n_keys = a->pos0 + t + 1;
-        const float *qc = a->qcat + ((size_t)t * H + h0) * ldc;
-        ds3_matmul(&a->cache, 0, n_keys, qc, (size_t)ldc, gn, sc, (size_t)n_keys);
-        for (int j = 0; j < gn; j++) {
-            float *row = sc + (size_t)j * n_keys, mx = -INFINITY;
-            for (int s = 0; s < n_keys; s++) {
-                row[s] *= scale;
-                mx = row[s] > mx ? row[s] : mx;
-            }
-            double sum = 0;
-            for (int s = 0; s < n_keys; s++) sum += (row[s] = expf(row[s] - mx));
-            const float inv = (float)(1.0 / sum);
-            for (int s = 0; s < n_keys; s++) row[s] *= inv;
+        const int h0 = i * g, gn = H - h0 < g ? H - h0 : g;
+        for (int h = h0; h < h0 + gn; h++) {
+            float *qc = a->qcat + (size_t)h * ldc;
+            if (w->k_b.data) /* GGUF split layout: k_b(h) = W_UK(h)^T (rkv, dn) */
+                ds3_matmul(&w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qc,
+                           (size_t)H * ldc);
+            else
+                ds3_vecmat(&w->kv_b, (int64_t)h * (dn + dv), (int64_t)h * (dn + dv) + dn, 0, rkv, a->q + (size_t)h * dq,
+                           (size_t)H * dq, T, qc, (size_t)H * ldc);
+            for (int t = 0; t < T; t++)
+                memcpy(qc + (size_t)t * H * ldc + rkv, a->q + ((size_t)t * H + h) * dq + dn, (size_t)dr * sizeof(float));
         }
-        ds3_vecmat(&a->cache, 0, n_keys, 0, rkv, sc, (size_t)n_keys, gn, a->lat + ((size_t)t * H + h0) * rkv, (size_t)rkv);
-    }
-}
-
-/* o_h = W_UV(h) lat_h for every token, one head per task. */
-static void out_worker(void *arg, int ith, int nth) {
-    (void)ith, (void)nth;
-    attn_task *a = arg;
-    const ds3_config *c = a->c;
-    const int H = c->n_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim, rkv = c->kv_lora_rank;
-    for (int h; (h = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < H;) {
-        const float *lat = a->lat + (size_t)h * rkv;
-        float *o = a->o + (size_t)h * dv;
-        if (a->w->v_b.data) /* v_b(h) = W_UV(h) (dv, rkv) */
-            ds3_matmul(&a->w->v_b, (int64_t)h * dv, (int64_t)(h + 1) * dv, lat, (size_t)H * rkv, a->T, o, (size_t)H * dv);
-        else
-            ds3_matmul(&a->w->kv_b, (int64_t)h * (dn + dv) + dn, (int64_t)(h + 1) * (dn + dv), lat, (size_t)H * rkv, a->T, o,
-                       (size_t)H * dv);
+        for (int t = 0; t < T; t++) {
+            const int n_keys = a->pos0 + t + 1;
+            ds3_matmul(&a->cache, 0, n_keys, a->qcat + ((size_t)t * H + h0) * ldc, (size_t)ldc, gn, sc, (size_t)n_keys);
+            for (int j = 0; j < gn; j++) {
+                float *row = sc + (size_t)j * n_keys, mx = -INFINITY;
+                for (int s = 0; s < n_keys; s++) {
+                    row[s] *= scale;
+                    mx = row[s] > mx ? row[s] : mx;
+                }
+                double sum = 0;
+                for (int s = 0; s < n_keys; s++) sum += (row[s] = expf(row[s] - mx));
+                const float inv = (float)(1.0 / sum);
+                for (int s = 0; s < n_keys; s++) row[s] *= inv;
+            }
+            ds3_vecmat(&a->cache, 0, n_keys, 0, rkv, sc, (size_t)n_keys, gn, a->lat + ((size_t)t * H + h0) * rkv,
+                       (size_t)rkv);
+        }
+        for (int h = h0; h < h0 + gn; h++) {
+            const float *lat = a->lat + (size_t)h * rkv;
+            float *o = a->o + (size_t)h * dv;
+            if (w->v_b.data) /* v_b(h) = W_UV(h) (dv, rkv) */
+                ds3_matmul(&w->v_b, (int64_t)h * dv, (int64_t)(h + 1) * dv, lat, (size_t)H * rkv, T, o, (size_t)H * dv);
+            else
+                ds3_matmul(&w->kv_b, (int64_t)h * (dn + dv) + dn, (int64_t)(h + 1) * (dn + dv), lat, (size_t)H * rkv, T, o,
+                           (size_t)H * dv);
+        }
     }
 }
 
@@ -153,13 +141,9 @@ void ds3_mla_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     for (int t0 = 0; t0 < T; t0 += DS3_MLA_TB) {
         const int tn = T - t0 < DS3_MLA_TB ? T - t0 : DS3_MLA_TB;
         attn_task a = {ctx, c, w, b->q + (size_t)t0 * H * dq, {DS3_DT_F32, (int64_t)(pos0 + t0 + tn), ldc, cache, NULL},
-                       b->qcat, b->lat, b->o + (size_t)t0 * H * c->v_head_dim, tn, pos0 + t0, heads_per_task(c, tn, ctx->nth), 0};
-        const double wq = (double)H * tn * dn * rkv * 2;
-        ds3_pool_run_sized(ctx->pool, absorb_q_worker, &a, wq);
-        a.next = 0;
-        ds3_pool_run_sized(ctx->pool, attn_worker, &a, (double)H * tn * (pos0 + t0 + tn) * (ldc + rkv));
-        a.next = 0;
-        ds3_pool_run_sized(ctx->pool, out_worker, &a, (double)H * tn * c->v_head_dim * rkv);
+                       b->qcat, b->lat, b->o + (size_t)t0 * H * c->v_head_dim, tn, pos0 + t0, heads_per_task(c, ctx->nth), 0};
+        const double work = (double)H * tn * ((double)dn * rkv * 2 + (double)(pos0 + t0 + tn) * (ldc + rkv));
+        ds3_pool_run_sized(ctx->pool, attn_worker, &a, work);
     }
     tp = ds3_prof_tick(ctx, DS3_PROF_ATTN, tp);
     ds3_linear_fwd(ctx, &w->o, b->o, T, out);
