@@ -59,7 +59,7 @@ static void put(ds3_gguf_writer *w, const void *p, size_t n) {
         w->kv = nb;
         w->kv_cap = cap;
     }
-    memcpy(w->kv + w->kv_len, p, n);
+    if (n) memcpy(w->kv + w->kv_len, p, n); /* p may be NULL for an empty string or array */
     w->kv_len += n;
 }
 static void put_u32(ds3_gguf_writer *w, uint32_t v) { put(w, &v, 4); } /* little-endian hosts only (x86, arm64) */
