@@ -128,8 +128,8 @@ typedef struct {
     float *scale;
 } tmat;
 
-/* special != 0 puts edge-case scales into the FP8 blocks: huge (>= 2^8, where the 2^120 trick
- * would overflow), tiny (products land in f32 subnormals), negative, zero. */
+/* special != 0 puts edge-case scales into the FP8 blocks: huge (where scale * 2^120 or
+ * scale * 2^24 would overflow), tiny (products land in f32 subnormals), negative, zero. */
 static tmat make_mat(ds3_dtype dt, int64_t rows, int64_t cols, int special) {
     tmat t;
     memset(&t, 0, sizeof t);
@@ -151,9 +151,10 @@ static tmat make_mat(ds3_dtype dt, int64_t rows, int64_t cols, int special) {
     if (dt == DS3_DT_F8E4M3) {
         int64_t nbr = (rows + 127) / 128, nbc = (cols + 127) / 128;
         t.scale = malloc((size_t)(nbr * nbc) * sizeof(float));
-        static const float specials[] = {300.0f, 1e-38f, -0.004f, 0.0f, 1e5f, 2.5e-30f};
+        /* 300, 1e5: past the old per-weight 2^120 limit; 3e32: past the per-block 2^104 limit */
+        static const float specials[] = {300.0f, 1e-38f, -0.004f, 0.0f, 1e5f, 2.5e-30f, 3e32f};
         for (int64_t i = 0; i < nbr * nbc; i++)
-            t.scale[i] = special ? specials[i % 6] : (0.5f + 0.5f * frand()) * 0.002f;
+            t.scale[i] = special ? specials[i % 7] : (0.5f + 0.5f * frand()) * 0.002f;
     }
     t.m.dtype = dt;
     t.m.rows = rows;
@@ -268,7 +269,8 @@ static void test_matmul(const ds3_kernels *k) {
         }
     /* FP8 with edge-case scales */
     tmat t = make_mat(DS3_DT_F8E4M3, 260, 390, 1);
-    for (int T = 1; T <= 7; T += 3) check_matmul(k, &t, 3, 260, T);
+    static const int Tsp[] = {1, 4, 7, 13, 30};
+    for (size_t i = 0; i < sizeof Tsp / sizeof Tsp[0]; i++) check_matmul(k, &t, 3, 260, Tsp[i]);
     free_mat(&t);
 }
 

@@ -75,6 +75,25 @@ AI __m512 load_w(const int dt, const void *p, int64_t k, __mmask16 m, const int 
  * those blocks (never seen in real checkpoints) take two multiplies: bits*2^p (exact), then *scale. */
 static inline int fp8_big(float s) { return !(fabsf(s * FP8_POW) <= FLT_MAX); }
 
+/* FP8 matmul (decode and prefill alike) applies the block scale once per 128-column block
+ * instead of once per weight: blk = sum_k (x_k * XPOW) * bits_k over the block, then
+ * acc = fma(blk * pre, f, acc) with f = scale * SPOW (XPOW * SPOW = FP8_POW, so the powers of two
+ * cancel exactly; XPOW keeps the products far from f32 subnormals). One multiply fewer per 16
+ * weights in the instruction-bound FP8 loop. A block whose scale * SPOW overflows (|scale| >=
+ * 2^104; never in checkpoints) takes pre = SPOW, f = scale. */
+#if FP8_VIA_F16
+#define FP8_XPOW 1.0f
+#define FP8_SPOW 0x1p8f
+#else
+#define FP8_XPOW 0x1p96f
+#define FP8_SPOW 0x1p24f
+#endif
+static inline void fp8_block_mult(float s, float *pre, float *f) {
+    int big = !(fabsf(s * FP8_SPOW) <= FLT_MAX);
+    *pre = big ? FP8_SPOW : 1.0f;
+    *f = big ? s : s * FP8_SPOW;
+}
+
 AI __mmask16 tail_mask(int64_t n) { return (__mmask16)((1u << n) - 1u); }
 
 /* ---- decode: R rows (1 or 4) x NT tokens (1..6), weights streamed once ---------------------- */
@@ -94,11 +113,19 @@ AI void dec_chunk(const int dt, const int R, const int NT, const void *const *rp
                   size_t ldx, __m512 acc[8][6]) {
     __m512 xv[6];
     UNROLL
-    for (int j = 0; j < NT; j++)
+    for (int j = 0; j < NT; j++) {
         xv[j] = masked ? _mm512_maskz_loadu_ps(m, x + (size_t)j * ldx + k) : _mm512_loadu_ps(x + (size_t)j * ldx + k);
+        if (dt == DS3_DT_F8E4M3) xv[j] = _mm512_mul_ps(xv[j], _mm512_set1_ps(FP8_XPOW));
+    }
     UNROLL
     for (int i = 0; i < R; i++) {
-        __m512 wv = load_w(dt, rp[i], k, m, masked, s1[i], s2[i], two);
+        __m512 wv;
+        if (dt == DS3_DT_F8E4M3) { /* raw bits: the block scale comes later (fp8_block_mult) */
+            const uint8_t *q = (const uint8_t *)rp[i] + k;
+            wv = fp8_bits(masked ? _mm_maskz_loadu_epi8(m, q) : _mm_loadu_si128((const __m128i *)q));
+        } else {
+            wv = load_w(dt, rp[i], k, m, masked, s1[i], s2[i], two);
+        }
         UNROLL
         for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fmadd_ps(xv[j], wv, acc[i][j]);
     }
@@ -148,19 +175,25 @@ AI void dec_rows(const int dt, const int R, const int NT, const ds3_mat *w, int6
         const float *sc[8];
         UNROLL
         for (int i = 0; i < R; i++) sc[i] = w->scale + ((r + i) / DS3_FP8_BLOCK) * nbc;
+        __m512 z[8];
+        UNROLL
+        for (int i = 0; i < 8; i++) z[i] = _mm512_setzero_ps();
         for (int64_t b = 0; b < nbc; b++) {
             int64_t k0 = b * DS3_FP8_BLOCK, k1 = k0 + DS3_FP8_BLOCK < K ? k0 + DS3_FP8_BLOCK : K;
-            __m512 s1[8], s2[8];
-            int big = 0;
+            __m512 blk[8][6];
             UNROLL
-            for (int i = 0; i < R; i++) big |= fp8_big(sc[i][b]);
+            for (int i = 0; i < R; i++)
+                UNROLL
+                for (int j = 0; j < NT; j++) blk[i][j] = _mm512_setzero_ps();
+            dec_span(dt, R, NT, rp, k0, k1, z, z, 0, x, ldx, blk, pf);
             UNROLL
             for (int i = 0; i < R; i++) {
-                s1[i] = _mm512_set1_ps(big ? FP8_POW : sc[i][b] * FP8_POW);
-                s2[i] = _mm512_set1_ps(sc[i][b]);
+                float pre, f;
+                fp8_block_mult(sc[i][b], &pre, &f);
+                const __m512 pv = _mm512_set1_ps(pre), fv = _mm512_set1_ps(f);
+                UNROLL
+                for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(blk[i][j], pv), fv, acc[i][j]);
             }
-            if (!big) dec_span(dt, R, NT, rp, k0, k1, s1, s2, 0, x, ldx, acc, pf);
-            else dec_span(dt, R, NT, rp, k0, k1, s1, s2, 1, x, ldx, acc, pf);
         }
     } else {
         __m512 z[8];
@@ -188,7 +221,7 @@ AI void decode(const int dt, const int NT, const ds3_mat *w, int64_t r0, int64_t
         for (size_t off = 0; off < nb; off += 64) _mm_prefetch(base + off, PF_HINT);
     }
     int64_t r = r0;
-    if (NT <= DEC8_MAXT)
+    if (dt == DS3_DT_F8E4M3 ? NT == 1 : NT <= DEC8_MAXT) /* FP8 keeps block sums too: 8 rows only for 1 token */
         for (; r + 8 <= r1; r += 8) dec_rows(dt, 8, NT, w, r, x, ldx, y + (r - r0), ldy, pf);
     for (; r + 4 <= r1; r += 4) dec_rows(dt, 4, NT, w, r, x, ldx, y + (r - r0), ldy, pf);
     for (; r < r1; r++) dec_rows(dt, 1, NT, w, r, x, ldx, y + (r - r0), ldy, pf);
@@ -248,13 +281,13 @@ enum { RT = PF_RT, KC = PF_KC, TG = 64, MT = 6, WLD = KC + 16 };
  * apart (not a multiple of 4 KB, which would put every row in the same L1 sets) and zero-padded
  * to a multiple of 16, x rows ldx apart. Partial sums live in ab between column tiles; the last
  * tile reduces them into y. */
-AI void micro(const int NT, const float *wt, const float *x, size_t ldx, int64_t kn, int first, int last,
-              __m512 *ab, float *y, size_t ldy, int nrow) {
+AI void micro(const int NT, const int f8, const float *wt, const float *x, size_t ldx, int64_t kn, int first,
+              int last, __m512 *ab, float *y, size_t ldy, int nrow, const float *pre, const float *f) {
     __m512 acc[4][MT];
     UNROLL
     for (int i = 0; i < 4; i++)
         UNROLL
-        for (int j = 0; j < NT; j++) acc[i][j] = first ? _mm512_setzero_ps() : ab[j * 4 + i];
+        for (int j = 0; j < NT; j++) acc[i][j] = first || f8 ? _mm512_setzero_ps() : ab[j * 4 + i];
     int64_t k = 0;
     for (; k + 16 <= kn; k += 16) {
         __m512 wv[4];
@@ -279,6 +312,15 @@ AI void micro(const int NT, const float *wt, const float *x, size_t ldx, int64_t
             for (int i = 0; i < 4; i++) acc[i][j] = _mm512_fmadd_ps(xv, wv[i], acc[i][j]);
         }
     }
+    if (f8) { /* FP8: acc holds one 128-column block's sums (kn <= 128); fold in its scale */
+        UNROLL
+        for (int i = 0; i < 4; i++) {
+            const __m512 pv = _mm512_set1_ps(pre[i]), fv = _mm512_set1_ps(f[i]);
+            UNROLL
+            for (int j = 0; j < NT; j++)
+                acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(acc[i][j], pv), fv, first ? _mm512_setzero_ps() : ab[j * 4 + i]);
+        }
+    }
     if (last) {
         UNROLL
         for (int j = 0; j < NT; j++)
@@ -295,12 +337,38 @@ AI void micro(const int NT, const float *wt, const float *x, size_t ldx, int64_t
 static void micro_n(int nt, const float *wt, const float *x, size_t ldx, int64_t kn, int first, int last,
                     __m512 *ab, float *y, size_t ldy, int nrow) {
     switch (nt) {
-    case 1: micro(1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
-    case 2: micro(2, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
-    case 3: micro(3, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
-    case 4: micro(4, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
-    case 5: micro(5, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
-    default: micro(MT, wt, x, ldx, kn, first, last, ab, y, ldy, nrow); break;
+    case 1: micro(1, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
+    case 2: micro(2, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
+    case 3: micro(3, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
+    case 4: micro(4, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
+    case 5: micro(5, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
+    default: micro(MT, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
+    }
+}
+
+static void micro_f8(int nt, const float *wt, const float *x, size_t ldx, int64_t kn, int first, int last,
+                     __m512 *ab, float *y, size_t ldy, int nrow, const float *pre, const float *f) {
+    switch (nt) {
+    case 1: micro(1, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
+    case 2: micro(2, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
+    case 3: micro(3, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
+    case 4: micro(4, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
+    case 5: micro(5, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
+    default: micro(MT, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
+    }
+}
+
+/* FP8 tile row: bits * FP8_XPOW (exact: e4m3 * 2^-24 as a normal f32), so that x * tile is the
+ * very product the decode loop forms as (x * FP8_XPOW) * bits. */
+AI void deq_raw8(const ds3_mat *w, int64_t r, int64_t c0, int64_t c1, float *dst) {
+    const uint8_t *row = (const uint8_t *)w->data + (size_t)r * (size_t)w->cols;
+    const __m512 xp = _mm512_set1_ps(FP8_XPOW);
+    int64_t c = c0;
+    for (; c + 16 <= c1; c += 16)
+        _mm512_storeu_ps(dst + (c - c0), _mm512_mul_ps(fp8_bits(_mm_loadu_si128((const __m128i *)(row + c))), xp));
+    if (c < c1) {
+        __mmask16 m = tail_mask(c1 - c);
+        _mm512_mask_storeu_ps(dst + (c - c0), m, _mm512_mul_ps(fp8_bits(_mm_maskz_loadu_epi8(m, row + c)), xp));
     }
 }
 
@@ -318,11 +386,34 @@ AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const fl
                 for (int i = 0; i < RT; i++) {
                     float *d = wt + (size_t)i * WLD;
                     if (i < rn) {
-                        deq_span(dt, w, rt + i, kc, kc + kn, d);
+                        if (dt == DS3_DT_F8E4M3) deq_raw8(w, rt + i, kc, kc + kn, d);
+                        else deq_span(dt, w, rt + i, kc, kc + kn, d);
                         memset(d + kn, 0, (size_t)(kn16 - kn) * sizeof(float));
                     } else if (i < ((rn + 3) & ~3)) {
                         memset(d, 0, (size_t)kn16 * sizeof(float));
                     }
+                }
+                if (dt == DS3_DT_F8E4M3) { /* one 128-column scale block at a time (KC is a multiple of 128) */
+                    const int64_t nbc = (K + DS3_FP8_BLOCK - 1) / DS3_FP8_BLOCK;
+                    for (int64_t sb = 0; sb < kn; sb += DS3_FP8_BLOCK) {
+                        const int64_t sn = kn - sb < DS3_FP8_BLOCK ? kn - sb : DS3_FP8_BLOCK, cb = (kc + sb) / DS3_FP8_BLOCK;
+                        const int first = kc + sb == 0, last = kc + sb + sn == K;
+                        for (int g = 0; g * 4 < rn; g++) {
+                            float pre[4], f[4];
+                            for (int i = 0; i < 4; i++) {
+                                int64_t rr = rt + g * 4 + (i < rn - g * 4 ? i : 0);
+                                fp8_block_mult(w->scale[(rr / DS3_FP8_BLOCK) * nbc + cb], &pre[i], &f[i]);
+                            }
+                            for (int tb = 0; tb < tn; tb += MT) {
+                                int nt = tn - tb < MT ? tn - tb : MT, nrow = rn - g * 4 < 4 ? rn - g * 4 : 4;
+                                const float *xb = x + (size_t)(t0 + tb) * ldx + kc + sb;
+                                float *yb = y + (size_t)(t0 + tb) * ldy + (size_t)(rt - r0) + (size_t)g * 4;
+                                micro_f8(nt, wt + (size_t)g * 4 * WLD + sb, xb, ldx, sn, first, last, &ab[g][tb * 4], yb,
+                                         ldy, nrow, pre, f);
+                            }
+                        }
+                    }
+                    continue;
                 }
                 int first = kc == 0, last = kc + kn == K;
                 for (int tb = 0; tb < tn; tb += MT) {
@@ -345,6 +436,7 @@ AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const fl
 #ifndef DEC_MAXT
 #define DEC_MAXT 24
 #define DEC_MAXT_F32 16
+#define DEC_MAXT_FP8 12
 #endif
 
 /* ---- entry points ---------------------------------------------------------------------------- */
@@ -354,11 +446,12 @@ AI void matmul_dt(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const 
     /* Both paths compute identical bits; the choice only trades speed. Up to DEC_MAXT tokens the
      * weights are dequantized in registers, streamed once per group of at most 6 tokens; above
      * that they are dequantized once into a tile that every token reuses. */
-    if (T > (dt == DS3_DT_F32 ? DEC_MAXT_F32 : DEC_MAXT)) {
+    if (T > (dt == DS3_DT_F32 ? DEC_MAXT_F32 : dt == DS3_DT_F8E4M3 ? DEC_MAXT_FP8 : DEC_MAXT)) {
         prefill(dt, w, r0, r1, x, ldx, T, y, ldy);
         return;
     }
-    int passes = (T + 5) / 6;
+    const int gmax = dt == DS3_DT_F8E4M3 ? 3 : 6; /* FP8 holds block sums as well: 3 tokens a pass */
+    int passes = (T + gmax - 1) / gmax;
     for (int p = 0, t0 = 0; p < passes; p++) {
         int nt = (T - t0) / (passes - p); /* near-equal groups: 7 = 4 + 3, not 6 + 1 */
         const float *xp = x + (size_t)t0 * ldx;
