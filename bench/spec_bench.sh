@@ -6,7 +6,9 @@
 #   2. the synthetic 1.2B/0.2B bench model with an MTP that agrees with the main model
 #      (`ds3 bench --synth --mtp-agree`, ~90% acceptance like DeepSeek's report): the ceiling;
 #   3. the plain synthetic bench model (random MTP, ~0% acceptance): the floor (pure overhead).
-# Prints acceptance rate, mean tokens per main step, decode tok/s plain and speculative, speed-up.
+# Prints acceptance rate, mean tokens per main step, decode tok/s plain and speculative on every
+# step (the mechanism), speed-up, and the adaptive mode (--spec auto, the run/chat default): its
+# tok/s relative to plain and the share of its tokens that came from speculative steps.
 # THREADS=N, QUICK=1, DRAFTS="1 2" (drafts per step to measure) override the defaults.
 B=${DS3_BUILD:-build}
 OUT=bench/out
@@ -26,12 +28,14 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 print(f"{sys.argv[2]:22s} draft {j['spec_draft']} | acceptance {100*j['spec_acceptance']:5.1f}% | "
       f"{j['spec_tokens_per_step']:.2f} tokens/step | decode plain {j['spec_plain_tg_tok_s']:6.2f} tok/s, "
-      f"spec {j['spec_tg_tok_s']:6.2f} tok/s | speed-up {j['spec_speedup']:.2f}x"
+      f"spec {j['spec_tg_tok_s']:6.2f} tok/s | speed-up {j['spec_speedup']:.2f}x | "
+      f"auto {j['spec_auto_tg_tok_s']:6.2f} tok/s ({j['spec_auto_speedup']:.2f}x, "
+      f"{100*j['spec_auto_spec_share']:.0f}% speculative)"
       f"{'' if j['spec_identical'] else ' | OUTPUT DIFFERS FROM PLAIN'}")
 PY
 }
 
-echo "greedy decode tg$NG at batch 1, $T threads, best of $REPS (plain and speculative interleaved)"
+echo "greedy decode tg$NG at batch 1, $T threads, best of $REPS (plain, speculative and auto interleaved)"
 if [ -f models/default/config.json ]; then
     for d in $DRAFTS; do measure default models/default "$d"; done
     echo "(target on the trained default model: >= 1.5x)"

@@ -9,7 +9,12 @@
  *   3. sampling: chi-square goodness of fit of the speculative sampler's (x1, x2) joint and x3
  *      marginal against the exact distribution computed by enumeration, on a tiny synthetic
  *      model (vocab 24, no filtering) and on a fixture with top-k/top-p/min-p, draft 1 and 2;
- *      the plain sampler passes the same test (a check of the test itself).
+ *      the plain sampler passes the same test (a check of the test itself);
+ *   4. the adaptive mode (DS3_SPEC_AUTO) with a schedule shortened so that both kinds of step
+ *      run and alternate many times per generation (probes of 2 steps, periods from 3 steps, an
+ *      MTP replay window of 8 so that long plain stretches leave gaps): greedy identity as in 2
+ *      (the MTP cache is checked exact when the run left no gap, else its gap accounted for),
+ *      the context limit, and the chi-square test of 3.
  * DS3_SPEC_PROMPTS=N overrides the prompt count of 2. */
 #include <math.h>
 #include <stdint.h>
@@ -83,6 +88,9 @@ static void test_batch_invariance(ds3_model *m, const char *tag) {
 }
 
 static int quiet_errors; /* expected failures (context full) */
+/* auto runs: steps per probe, MTP replay window, seed of a random schedule (0: timed) */
+static int g_auto_probe = 2, g_auto_window = 8;
+static uint64_t g_auto_seed;
 static int gen(ds3_session *s, ds3_sampler *smp, const int32_t *prompt, int np, int n_predict, int spec, int n_draft,
                int eos, collect *out, ds3_gen_stats *st) {
     char err[DS3_ERR_LEN];
@@ -91,6 +99,12 @@ static int gen(ds3_session *s, ds3_sampler *smp, const int32_t *prompt, int np, 
     gp.stop_at_eos = eos;
     gp.spec = spec;
     gp.n_draft = n_draft;
+    if (spec == DS3_SPEC_AUTO) { /* switch often: both kinds of step, and MTP gaps, in every run */
+        gp.auto_probe = g_auto_probe;
+        gp.auto_period = 3;
+        gp.auto_window = g_auto_window;
+        gp.auto_test_seed = g_auto_seed;
+    }
     gp.on_token = on_tok;
     gp.ud = out;
     out->n = 0;
@@ -101,7 +115,35 @@ static int gen(ds3_session *s, ds3_sampler *smp, const int32_t *prompt, int np, 
     return rc;
 }
 
-/* 2. greedy identity + cache exactness */
+/* The caches of s after generating out[0..n_out) from prompt equal those of a fresh session f
+ * that ran the main model over the whole sequence in one pass and the MTP over its first
+ * n_mtp positions at once (bitwise: batch invariance). Returns 1 when they do. */
+static int caches_exact(ds3_session *s, ds3_session *f, const int32_t *prompt, int np, const int32_t *out, int n_out,
+                        int n_mtp, int32_t *all, const char *tag, int pi, int *bad) {
+    const int V = ds3_model_vocab_size(ds3_session_model(s));
+    const int n = np + n_out; /* tokens x_0..x_{n-1}; the main model saw x_0..x_{n-2} */
+    char err[DS3_ERR_LEN];
+    memcpy(all, prompt, (size_t)np * sizeof *all);
+    memcpy(all + np, out, (size_t)n_out * sizeof *all);
+    ds3_session_reset(f);
+    int ok = ds3_session_eval(f, all, n - 1, NULL, err, sizeof err) == 0 &&
+             ds3_session_mtp_eval(f, all + 1, ds3_session_hidden(f, 0), n_mtp, NULL, err, sizeof err) == 0;
+    int mtp_same = ok && memcmp(ds3_session_mtp_logits(f), ds3_session_mtp_logits(s), (size_t)V * sizeof(float)) == 0;
+    double mtp_diff = th_maxdiff(ds3_session_mtp_logits(f), ds3_session_mtp_logits(s), (size_t)V);
+    /* main cache: one more token on both */
+    ok = ok && ds3_session_eval(f, all + n - 1, 1, NULL, err, sizeof err) == 0 &&
+         ds3_session_eval(s, all + n - 1, 1, NULL, err, sizeof err) == 0;
+    if (!ok || !mtp_same || memcmp(ds3_session_logits(f), ds3_session_logits(s), (size_t)V * sizeof(float)) != 0) {
+        if (*bad < 3)
+            fprintf(stderr, "%s: prompt %d: caches after speculation differ from one pass (mtp %g, main %g)\n", tag, pi,
+                    mtp_diff, th_maxdiff(ds3_session_logits(f), ds3_session_logits(s), (size_t)V));
+        (*bad)++;
+        return 0;
+    }
+    return 1;
+}
+
+/* 2. greedy identity + cache exactness; 4. the same for the adaptive mode (every other prompt) */
 static void test_greedy(ds3_model *m, const char *tag, int n_prompts, int n_predict) {
     const int V = ds3_model_vocab_size(m);
     ds3_session *s = session(m, 1, 16), *f = session(m, 1, 4096);
@@ -112,8 +154,9 @@ static void test_greedy(ds3_model *m, const char *tag, int n_prompts, int n_pred
     int32_t *all = malloc((size_t)(n_predict + 64) * sizeof *all);
     collect ca = {a, 0, n_predict}, cb = {b, 0, n_predict};
     long n_same = 0, n_tok = 0, drafted = 0, accepted = 0, steps = 0, n_gen = 0;
-    int bad_prompts = 0, bad_state = 0, bad_mtp = 0;
-    char err[DS3_ERR_LEN];
+    long au_runs = 0, au_same = 0, au_spec = 0, au_plain = 0, au_switch = 0, au_gap = 0, au_exact = 0;
+    long au_drafted = 0, au_accepted = 0;
+    int bad_prompts = 0, bad_state = 0, bad_mtp = 0, au_bad = 0, au_bad_state = 0;
     for (int pi = 0; pi < n_prompts; pi++) {
         int32_t prompt[32];
         const int np = 1 + (int)(rnd() % 24);
@@ -142,26 +185,36 @@ static void test_greedy(ds3_model *m, const char *tag, int n_prompts, int n_pred
         if (ds3_session_n_past(s) != n_past_plain || ds3_session_mtp_n_past(s) != n_past_plain) bad_state++;
         /* MTP cache exact: a fresh session over prompt + generated[0..n-1) in one pass, MTP over
          * every position at once, must give the same MTP logits (bitwise: batch invariance) */
-        if (pi % 10 == 0 && same && cb.n >= 1) {
-            const int n = np + cb.n; /* tokens x_0..x_{n-1}; the main model saw x_0..x_{n-2} */
-            memcpy(all, prompt, (size_t)np * sizeof *all);
-            memcpy(all + np, b, (size_t)cb.n * sizeof *all);
-            ds3_session_reset(f);
-            int ok = ds3_session_eval(f, all, n - 1, NULL, err, sizeof err) == 0 &&
-                     ds3_session_mtp_eval(f, all + 1, ds3_session_hidden(f, 0), n - 1, NULL, err, sizeof err) == 0;
-            int mtp_same = ok && memcmp(ds3_session_mtp_logits(f), ds3_session_mtp_logits(s), (size_t)V * sizeof(float)) == 0;
-            double mtp_diff = th_maxdiff(ds3_session_mtp_logits(f), ds3_session_mtp_logits(s), (size_t)V);
-            /* main cache: one more token on both */
-            ok = ok && ds3_session_eval(f, all + n - 1, 1, NULL, err, sizeof err) == 0 &&
-                 ds3_session_eval(s, all + n - 1, 1, NULL, err, sizeof err) == 0;
-            if (!ok || !mtp_same || memcmp(ds3_session_logits(f), ds3_session_logits(s), (size_t)V * sizeof(float)) != 0) {
-                if (bad_mtp < 3)
-                    fprintf(stderr, "%s: prompt %d: caches after speculation differ from one pass (mtp %g, main %g)\n",
-                            tag, pi, mtp_diff,
-                            th_maxdiff(ds3_session_logits(f), ds3_session_logits(s), (size_t)V));
-                bad_mtp++;
-            }
+        if (pi % 10 == 0 && same && cb.n >= 1) caches_exact(s, f, prompt, np, b, cb.n, np + cb.n - 1, all, tag, pi, &bad_mtp);
+        if (pi % 2 == 0) continue;
+        /* auto: a replay window of 256 never drops pairs mid-run (the only gap is the run's last
+         * plain steps, so the MTP must equal one pass over the positions before them); 8 drops
+         * them after every plain stretch longer than 8. The schedule is the timed one (probes of
+         * 2 steps, periods from 3) or a random one. */
+        g_auto_window = pi % 4 == 1 ? 256 : 8;
+        g_auto_seed = (pi / 4) % 2 ? 0x9e3779b97f4a7c15ull * (uint64_t)(pi + 1) : 0;
+        if (gen(s, smp, prompt, np, n_predict, DS3_SPEC_AUTO, nd, eos, &cb, &sb)) { au_bad++; continue; }
+        au_runs++;
+        same = ca.n == cb.n && memcmp(a, b, (size_t)ca.n * sizeof *a) == 0;
+        if (!same && au_bad++ < 3) {
+            int j = 0;
+            while (j < ca.n && j < cb.n && a[j] == b[j]) j++;
+            fprintf(stderr, "%s auto: prompt %d (draft %d): first difference at token %d of %d/%d\n", tag, pi, nd, j,
+                    ca.n, cb.n);
         }
+        au_same += same;
+        au_spec += sb.n_gen_spec;
+        au_plain += sb.n_gen - 1 - sb.n_gen_spec;
+        au_switch += sb.n_switches;
+        au_gap += sb.n_mtp_gap;
+        au_drafted += sb.n_drafted;
+        au_accepted += sb.n_accepted;
+        /* the main cache is plain decoding's; the MTP's runs behind it by exactly the gap */
+        if (ds3_session_n_past(s) != n_past_plain || ds3_session_mtp_n_past(s) + sb.n_mtp_gap != n_past_plain ||
+            sb.spec_mode != DS3_SPEC_AUTO || sb.n_steps_spec > sb.n_steps)
+            au_bad_state++;
+        if (g_auto_window == 256 && same && cb.n >= 1)
+            au_exact += caches_exact(s, f, prompt, np, b, cb.n, np + cb.n - 1 - sb.n_mtp_gap, all, tag, pi, &bad_mtp);
     }
     CHECK(bad_prompts == 0, "%s: %d of %d prompts differ between speculative and plain greedy", tag, bad_prompts, n_prompts);
     CHECK(bad_state == 0, "%s: %d generations ended with caches not aligned to plain decoding", tag, bad_state);
@@ -171,6 +224,19 @@ static void test_greedy(ds3_model *m, const char *tag, int n_prompts, int n_pred
     printf("  %-34s greedy: %ld/%d prompts identical, %ld tokens; acceptance %.1f%%, %.2f tokens/step\n", tag,
            n_same, n_prompts, n_tok, drafted ? 100.0 * accepted / drafted : 0.0,
            steps ? (double)(n_gen - n_prompts) / steps : 0.0);
+    if (n_prompts >= 2) {
+        CHECK(au_bad == 0 && au_same == au_runs, "%s auto: %d of %ld prompts differ from plain greedy", tag, au_bad, au_runs);
+        CHECK(au_bad_state == 0, "%s auto: %d generations ended with the caches misaligned", tag, au_bad_state);
+        /* the shortened schedule must have run both kinds of step and switched between them */
+        CHECK(au_spec > 0 && au_plain > 0 && au_switch >= au_runs,
+              "%s auto: %ld speculative and %ld plain tokens, %ld switches in %ld runs", tag, au_spec, au_plain, au_switch,
+              au_runs);
+        if (n_predict >= 100) CHECK(au_gap > 0, "%s auto: no MTP gap was exercised", tag);
+        printf("  %-34s auto:   %ld/%ld prompts identical; %ld speculative + %ld plain tokens (acceptance %.1f%%), "
+               "%ld switches, %ld MTP gap positions, %ld exact MTP caches checked\n",
+               tag, au_same, au_runs, au_spec, au_plain, au_drafted ? 100.0 * au_accepted / au_drafted : 0.0, au_switch,
+               au_gap, au_exact);
+    }
     free(a);
     free(b);
     free(all);
@@ -195,11 +261,11 @@ static void test_edges(ds3_model *m, const char *tag) {
         sp.n_ctx = 40;
         sp.n_batch = nb;
         ds3_session *s = ds3_session_new(m, &sp, err, sizeof err);
-        for (int nd = 1; nd <= 3 && s; nd++) {
+        for (int nd = 1; nd <= 5 && s; nd++) { /* drafts 1-3; 4, 5: auto with 1 and 2 drafts */
             collect ca = {a, 0, 64}, cb = {b, 0, 64};
             ds3_gen_stats sa, sb;
             int ra = gen(s, smp, prompt, 5, 60, 0, 1, 0, &ca, &sa);
-            int rb = gen(s, smp, prompt, 5, 60, 1, nd, 0, &cb, &sb);
+            int rb = gen(s, smp, prompt, 5, 60, nd <= 3 ? DS3_SPEC_MTP : DS3_SPEC_AUTO, nd <= 3 ? nd : nd - 3, 0, &cb, &sb);
             CHECK(ra != 0 && rb != 0, "%s: n_ctx 40: generating 60 tokens must fail (plain %d, spec %d)", tag, ra, rb);
             CHECK(ca.n == cb.n && ca.n == 36 && memcmp(a, b, (size_t)ca.n * sizeof *a) == 0,
                   "%s: n_batch %d draft %d: at the context limit plain emitted %d tokens, spec %d", tag, nb, nd, ca.n, cb.n);
@@ -291,29 +357,51 @@ static void test_chi2(ds3_model *m, const char *tag, ds3_sampler_params spp, lon
     ds3_session *s = session(m, 1, 64);
     int32_t out[4];
     collect co = {out, 0, 4};
-    for (int mode = 0; mode < 3; mode++) { /* plain, spec draft 1, spec draft 2 */
+    /* plain, spec draft 1, spec draft 2, auto draft 1 with a random schedule (a new one per
+     * sample, so every order of plain and speculative steps occurs), auto draft 2 timed (probes
+     * of 1 step: speculative, plain, then the faster) */
+    static const char *names[5] = {"plain", "spec d1", "spec d2", "auto d1 random", "auto d2 timed"};
+    for (int mode = 0; mode < 5; mode++) {
         memset(c12, 0, (size_t)V * V * sizeof *c12);
         memset(c3, 0, (size_t)V * sizeof *c3);
-        long drafted = 0, accepted = 0;
+        long drafted = 0, accepted = 0, n_spec = 0, n_plain = 0;
         int fails = 0;
+        const int kind = mode == 0 ? DS3_SPEC_NONE : mode < 3 ? DS3_SPEC_MTP : DS3_SPEC_AUTO;
+        const int nd = mode == 0 ? 1 : mode % 2 ? 1 : 2;
+        g_auto_probe = 1;
+        g_auto_window = 8;
         for (long i = 0; i < N && !fails; i++) {
             ds3_gen_stats st;
-            fails += gen(s, smp, prompt, 3, 4, mode > 0, mode, 0, &co, &st) != 0 || co.n != 4;
+            g_auto_seed = mode == 3 ? 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) : 0;
+            fails += gen(s, smp, prompt, 3, 4, kind, nd, 0, &co, &st) != 0 || co.n != 4;
             c12[(size_t)out[0] * V + out[1]]++;
             c3[out[2]]++;
             drafted += st.n_drafted;
             accepted += st.n_accepted;
+            n_spec += st.n_gen_spec;
+            n_plain += st.n_gen - 1 - st.n_gen_spec;
         }
+        g_auto_probe = 2;
+        g_auto_seed = 0;
         CHECK(!fails, "%s: generation failed", tag);
         char t[128];
-        snprintf(t, sizeof t, "%s %s", tag, mode == 0 ? "plain" : mode == 1 ? "spec d1" : "spec d2");
+        snprintf(t, sizeof t, "%s %s", tag, names[mode]);
+        if (kind == DS3_SPEC_AUTO) {
+            printf("  %-34s %ld tokens from speculative steps, %ld from plain ones\n", t, n_spec, n_plain);
+            CHECK(n_spec > N / 4 && n_plain > N / 4, "%s: %ld speculative and %ld plain tokens: both kinds must run", t,
+                  n_spec, n_plain);
+        }
         CHECK(chi2_ok(c12, p12, V * V, N, "(x1,x2)", t), "%s: (x1, x2) distribution differs from the exact one", t);
         CHECK(chi2_ok(c3, p3, V, N, "x3", t), "%s: x3 distribution differs from the exact one", t);
         if (mode) {
             double acc = (double)accepted / (double)drafted;
             printf("  %-34s acceptance %.1f%% over %ld drafts\n", t, 100 * acc, drafted);
             /* both branches (accept, and reject + residual) must be exercised */
-            CHECK(acc > 0.05 && acc < 0.95, "%s: acceptance %.3f does not exercise both branches", t, acc);
+            if (kind == DS3_SPEC_MTP)
+                CHECK(acc > 0.05 && acc < 0.95, "%s: acceptance %.3f does not exercise both branches", t, acc);
+            else /* fewer speculative steps: ask for a few hundred of each branch */
+                CHECK(accepted >= 200 && drafted - accepted >= 200, "%s: %ld of %ld drafts accepted: both branches must run",
+                      t, accepted, drafted);
         }
     }
     free(p12);

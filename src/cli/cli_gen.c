@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "infer/generate.h"
 #include "io/gguf.h"
 
 void cli_gen_defaults(cli_gen_opts *o) {
@@ -34,8 +35,10 @@ void cli_gen_usage(FILE *f) {
                "  --top-p P             nucleus sampling; 1 = off (default 0.95)\n"
                "  --min-p P             drop tokens below P x the top probability (default 0.05)\n"
                "  --seed S              RNG seed (default 0)\n"
-               "  --spec mtp|none       MTP self-speculative decoding (default: mtp when the model has it)\n"
-               "  --draft N             tokens drafted per step with --spec mtp (default 1)\n"
+               "  --spec auto|mtp|none  MTP self-speculative decoding: auto (the default when the model has MTP\n"
+               "                        weights) speculates while it measures faster than plain decoding,\n"
+               "                        mtp on every step, none never\n"
+               "  --draft N             tokens drafted per speculative step (default 1)\n"
                "  --ignore-eos          keep generating after the end-of-sequence token\n"
                "  --no-mmap             read the weights into RAM instead of mapping them\n"
                "  --mlock               lock the mapped weights in RAM\n");
@@ -59,9 +62,10 @@ int cli_gen_flag(const char *C, cli_gen_opts *o, int argc, char **argv, int *i) 
     if (!strcmp(a, "--draft")) { if (cli_parse_int(C, a, v, 1, 16, &l)) return -1; o->n_draft = (int)l; (*i)++; return 1; }
     if (!strcmp(a, "--spec")) {
         NEEDV();
-        if (!strcmp(v, "mtp")) o->spec = 1;
-        else if (!strcmp(v, "none")) o->spec = 0;
-        else { cli_usage_error(C, "--spec: '%s' is not mtp or none", v); return -1; }
+        if (!strcmp(v, "auto")) o->spec = DS3_SPEC_AUTO;
+        else if (!strcmp(v, "mtp")) o->spec = DS3_SPEC_MTP;
+        else if (!strcmp(v, "none")) o->spec = DS3_SPEC_NONE;
+        else { cli_usage_error(C, "--spec: '%s' is not auto, mtp or none", v); return -1; }
         (*i)++;
         return 1;
     }
@@ -107,8 +111,10 @@ int cli_load(const char *C, cli_gen_opts *o, ds3_model **m, ds3_session **s, ds3
         fprintf(stderr, "ds3 %s: %s\nrun 'ds3 %s --help' for usage\n", C, err, C);
         return 1;
     }
-    if (o->spec < 0) o->spec = ds3_model_has_mtp(*m);
-    if (o->spec && !ds3_model_has_mtp(*m)) {
+    /* unset or auto: adaptive speculation when the model has MTP weights, else plain */
+    if (o->spec < 0 || (o->spec == DS3_SPEC_AUTO && !ds3_model_has_mtp(*m)))
+        o->spec = ds3_model_has_mtp(*m) ? DS3_SPEC_AUTO : DS3_SPEC_NONE;
+    if (o->spec == DS3_SPEC_MTP && !ds3_model_has_mtp(*m)) {
         fprintf(stderr, "ds3 %s: %s: --spec mtp needs a model with MTP weights\n", C, dir);
         return 1;
     }

@@ -30,9 +30,10 @@ static void usage(void) {
            "  --mtp-agree           with --synth: an MTP module that agrees with the main model (the main\n"
            "                        model made nearly bigram by scaling block outputs by --block-scale,\n"
            "                        default 0.02; see docs/speculative.md): the ceiling of MTP speculation\n"
-           "  --spec                also measure greedy decode with MTP speculation against plain decode\n"
-           "                        (same prompt, interleaved repetitions): acceptance rate, tokens per\n"
-           "                        main step, decode tok/s and the speed-up (JSON: spec_* fields)\n"
+           "  --spec                also measure greedy decode with MTP speculation on every step against\n"
+           "                        plain decode (same prompt, interleaved repetitions): acceptance rate,\n"
+           "                        tokens per main step, decode tok/s and the speed-up; and the adaptive\n"
+           "                        mode (--spec auto of run/chat) (JSON: spec_* fields)\n"
            "  --draft N             drafts per step with --spec (default 1)\n");
 }
 
@@ -49,6 +50,7 @@ static double rss_bytes(const char *key) {
 
 typedef struct {
     double acceptance, tokens_per_step, plain_tg, spec_tg;
+    double auto_tg, auto_spec_share; /* --spec auto: tok/s, share of tokens from speculative steps */
     int identical;
 } bench_spec_res;
 
@@ -62,23 +64,26 @@ static int bench_on_tok(void *ud, int32_t t) {
     return 0;
 }
 
-/* Greedy decode of ng tokens after the prompt, plain and speculative, alternating, best of reps. */
+/* Greedy decode of ng tokens after the prompt, plain, speculative on every step (the mechanism)
+ * and adaptive (DS3_SPEC_AUTO, the default of run/chat), alternating, best of reps. */
 static int bench_spec(ds3_session *s, const int32_t *prompt, int np, int ng, int reps, int n_draft, int quiet,
                       bench_spec_res *r, char *err, size_t errlen) {
     ds3_sampler_params spp = ds3_sampler_default_params();
     spp.temp = 0;
     ds3_sampler *smp = ds3_sampler_new(&spp, ds3_model_vocab_size(ds3_session_model(s)));
-    int32_t *out[2] = {malloc((size_t)ng * sizeof(int32_t)), malloc((size_t)ng * sizeof(int32_t))};
-    double best[2] = {1e30, 1e30};
-    int rc = 0, n[2] = {0, 0};
+    int32_t *out[3] = {malloc((size_t)ng * sizeof(int32_t)), malloc((size_t)ng * sizeof(int32_t)),
+                       malloc((size_t)ng * sizeof(int32_t))};
+    double best[3] = {1e30, 1e30, 1e30};
+    int rc = 0, n[3] = {0, 0, 0};
+    static const char *names[3] = {"plain", "spec ", "auto "};
     r->identical = 1;
     for (int rep = 0; rep < reps && !rc; rep++)
-        for (int mode = 0; mode < 2 && !rc; mode++) {
+        for (int mode = 0; mode < 3 && !rc; mode++) {
             ds3_gen_params gp = ds3_gen_default_params();
             bench_toks bt = {out[mode], 0};
             gp.n_predict = ng;
             gp.stop_at_eos = 0;
-            gp.spec = mode;
+            gp.spec = mode == 0 ? DS3_SPEC_NONE : mode == 1 ? DS3_SPEC_MTP : DS3_SPEC_AUTO;
             gp.n_draft = n_draft;
             gp.on_token = bench_on_tok;
             gp.ud = &bt;
@@ -88,19 +93,22 @@ static int bench_spec(ds3_session *s, const int32_t *prompt, int np, int ng, int
                       : ds3_generate_plain(s, smp, prompt, np, &gp, &st, err, errlen);
             if (rc) break;
             n[mode] = bt.n;
-            if (st.t_gen < best[mode]) best[mode] = st.t_gen;
-            r[0].plain_tg = n[0] / best[0];
-            r[0].spec_tg = n[1] / best[1];
-            if (mode) {
+            if (st.t_gen < best[mode]) {
+                best[mode] = st.t_gen;
+                if (mode == 2) r->auto_spec_share = st.n_gen > 1 ? (double)st.n_gen_spec / (st.n_gen - 1) : 0;
+            }
+            r->plain_tg = n[0] / best[0];
+            r->spec_tg = n[1] / best[1];
+            r->auto_tg = n[2] / best[2];
+            if (mode == 1) {
                 r->acceptance = st.n_drafted ? (double)st.n_accepted / st.n_drafted : 0;
                 r->tokens_per_step = st.n_steps ? (double)(st.n_gen - 1) / st.n_steps : 0;
-                r->identical &= n[0] == n[1] && !memcmp(out[0], out[1], (size_t)n[0] * sizeof(int32_t));
             }
+            if (mode) r->identical &= n[0] == n[mode] && !memcmp(out[0], out[mode], (size_t)n[0] * sizeof(int32_t));
             if (!quiet)
-                fprintf(stderr, "ds3 bench: rep %d %s: %.2f tok/s\n", rep + 1, mode ? "spec " : "plain", st.n_gen / st.t_gen);
+                fprintf(stderr, "ds3 bench: rep %d %s: %.2f tok/s\n", rep + 1, names[mode], st.n_gen / st.t_gen);
         }
-    free(out[0]);
-    free(out[1]);
+    for (int i = 0; i < 3; i++) free(out[i]);
     ds3_sampler_free(smp);
     return rc;
 }
@@ -214,8 +222,10 @@ int ds3_cmd_bench(int argc, char **argv) {
                ms.n_params_active, ms.bytes_weights, rss_max, limit);
         if (spec)
             printf(", \"spec_draft\": %ld, \"spec_acceptance\": %.4f, \"spec_tokens_per_step\": %.3f, "
-                   "\"spec_plain_tg_tok_s\": %.3f, \"spec_tg_tok_s\": %.3f, \"spec_speedup\": %.3f, \"spec_identical\": %d",
-                   n_draft, sr.acceptance, sr.tokens_per_step, sr.plain_tg, sr.spec_tg, sr.spec_tg / sr.plain_tg, sr.identical);
+                   "\"spec_plain_tg_tok_s\": %.3f, \"spec_tg_tok_s\": %.3f, \"spec_speedup\": %.3f, \"spec_identical\": %d, "
+                   "\"spec_auto_tg_tok_s\": %.3f, \"spec_auto_speedup\": %.3f, \"spec_auto_spec_share\": %.3f",
+                   n_draft, sr.acceptance, sr.tokens_per_step, sr.plain_tg, sr.spec_tg, sr.spec_tg / sr.plain_tg, sr.identical,
+                   sr.auto_tg, sr.auto_tg / sr.plain_tg, sr.auto_spec_share);
         printf("}\n");
     } else {
         printf("model            %s\n", dir);
@@ -231,8 +241,9 @@ int ds3_cmd_bench(int argc, char **argv) {
             printf("speculation      MTP, %ld draft: acceptance %.1f%%, %.2f tokens per main step\n", n_draft,
                    100 * sr.acceptance, sr.tokens_per_step);
             printf("decode plain     %.2f tok/s\n", sr.plain_tg);
-            printf("decode spec      %.2f tok/s (%.2fx)%s\n", sr.spec_tg, sr.spec_tg / sr.plain_tg,
-                   sr.identical ? "" : " -- OUTPUT DIFFERS FROM PLAIN");
+            printf("decode spec      %.2f tok/s (%.2fx)\n", sr.spec_tg, sr.spec_tg / sr.plain_tg);
+            printf("decode auto      %.2f tok/s (%.2fx), %.0f%% of tokens from speculative steps%s\n", sr.auto_tg,
+                   sr.auto_tg / sr.plain_tg, 100 * sr.auto_spec_share, sr.identical ? "" : " -- OUTPUT DIFFERS FROM PLAIN");
         }
     }
 out:

@@ -131,7 +131,13 @@ int ds3_cmd_chat(int argc, char **argv) {
         owned[nm] = co.reply ? co.reply : strdup("");
         msgs[nm] = (ds3_chat_msg){.role = "assistant", .content = owned[nm]};
         nm++;
-        fprintf(stderr, "\n[%d tokens, %.1f tok/s]", st.n_gen, st.t_gen > 0 ? st.n_gen / st.t_gen : 0.0);
+        if (o.spec) {
+            char desc[512];
+            ds3_gen_stats_describe(&st, o.n_draft, desc, sizeof desc);
+            fprintf(stderr, "\n[%d tokens, %.1f tok/s; %s]", st.n_gen, st.t_gen > 0 ? st.n_gen / st.t_gen : 0.0, desc);
+        } else {
+            fprintf(stderr, "\n[%d tokens, %.1f tok/s]", st.n_gen, st.t_gen > 0 ? st.n_gen / st.t_gen : 0.0);
+        }
     }
     printf("\n");
     for (size_t i = 0; i < 1024; i++) free(owned[i]);

@@ -127,10 +127,11 @@ int ds3_cmd_run(int argc, char **argv) {
     fprintf(stderr, "ds3 run: prompt %d tokens in %.3f s (%.1f tok/s) | generation %d tokens in %.3f s (%.1f tok/s)\n",
             st.n_prompt, st.t_prompt, st.t_prompt > 0 ? st.n_prompt / st.t_prompt : 0.0, st.n_gen, st.t_gen,
             st.t_gen > 0 ? st.n_gen / st.t_gen : 0.0);
-    if (o.spec)
-        fprintf(stderr, "ds3 run: speculation (MTP, %d draft): %d drafted, %d accepted (%.1f%%), %.2f tokens per main step\n",
-                o.n_draft, st.n_drafted, st.n_accepted, st.n_drafted ? 100.0 * st.n_accepted / st.n_drafted : 0.0,
-                st.n_steps ? (double)(st.n_gen - 1) / st.n_steps : 0.0);
+    if (o.spec) {
+        char line[512];
+        ds3_gen_stats_describe(&st, o.n_draft, line, sizeof line);
+        fprintf(stderr, "ds3 run: %s\n", line);
+    }
     rc = 0;
 done:
     free(ids);
