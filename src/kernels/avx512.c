@@ -334,29 +334,21 @@ AI void micro(const int NT, const int f8, const float *wt, const float *x, size_
     }
 }
 
-static void micro_n(int nt, const float *wt, const float *x, size_t ldx, int64_t kn, int first, int last,
-                    __m512 *ab, float *y, size_t ldy, int nrow) {
-    switch (nt) {
-    case 1: micro(1, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
-    case 2: micro(2, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
-    case 3: micro(3, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
-    case 4: micro(4, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
-    case 5: micro(5, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
-    default: micro(MT, 0, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, NULL, NULL); break;
+/* The micro-kernel for a runtime token count (1..MT), plain (f8 = 0) or folding FP8 block scales. */
+#define MICRO_NT(F8)                                                                                  \
+    switch (nt) {                                                                                     \
+    case 1: micro(1, F8, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;              \
+    case 2: micro(2, F8, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;              \
+    case 3: micro(3, F8, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;              \
+    case 4: micro(4, F8, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;              \
+    case 5: micro(5, F8, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;              \
+    default: micro(MT, F8, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;            \
     }
+static void micro_n(int nt, int f8, const float *wt, const float *x, size_t ldx, int64_t kn, int first, int last,
+                    __m512 *ab, float *y, size_t ldy, int nrow, const float *pre, const float *f) {
+    if (f8) MICRO_NT(1) else MICRO_NT(0)
 }
-
-static void micro_f8(int nt, const float *wt, const float *x, size_t ldx, int64_t kn, int first, int last,
-                     __m512 *ab, float *y, size_t ldy, int nrow, const float *pre, const float *f) {
-    switch (nt) {
-    case 1: micro(1, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
-    case 2: micro(2, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
-    case 3: micro(3, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
-    case 4: micro(4, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
-    case 5: micro(5, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
-    default: micro(MT, 1, wt, x, ldx, kn, first, last, ab, y, ldy, nrow, pre, f); break;
-    }
-}
+#undef MICRO_NT
 
 /* FP8 tile row: bits * FP8_XPOW (exact: e4m3 * 2^-24 as a normal f32), so that x * tile is the
  * very product the decode loop forms as (x * FP8_XPOW) * bits. */
@@ -408,8 +400,8 @@ AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const fl
                                 int nt = tn - tb < MT ? tn - tb : MT, nrow = rn - g * 4 < 4 ? rn - g * 4 : 4;
                                 const float *xb = x + (size_t)(t0 + tb) * ldx + kc + sb;
                                 float *yb = y + (size_t)(t0 + tb) * ldy + (size_t)(rt - r0) + (size_t)g * 4;
-                                micro_f8(nt, wt + (size_t)g * 4 * WLD + sb, xb, ldx, sn, first, last, &ab[g][tb * 4], yb,
-                                         ldy, nrow, pre, f);
+                                micro_n(nt, 1, wt + (size_t)g * 4 * WLD + sb, xb, ldx, sn, first, last, &ab[g][tb * 4], yb,
+                                        ldy, nrow, pre, f);
                             }
                         }
                     }
@@ -422,8 +414,8 @@ AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const fl
                     for (int g = 0; g * 4 < rn; g++) {
                         int nrow = rn - g * 4 < 4 ? rn - g * 4 : 4;
                         float *yb = y + (size_t)(t0 + tb) * ldy + (size_t)(rt - r0) + (size_t)g * 4;
-                        micro_n(nt, wt + (size_t)g * 4 * WLD, xb, ldx, kn, first, last, &ab[g][tb * 4], yb,
-                                ldy, nrow);
+                        micro_n(nt, 0, wt + (size_t)g * 4 * WLD, xb, ldx, kn, first, last, &ab[g][tb * 4], yb,
+                                ldy, nrow, NULL, NULL);
                     }
                 }
             }
