@@ -491,28 +491,28 @@ static void avx512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float 
 
 /* ---- vecmat: y_j = x_j W[r0:r1, c0:c1] ------------------------------------------------------- */
 
-/* NJ vectors x 64 columns (four 16-lane chunks, masked at the right edge) over rows [r0, r1):
+/* NJ vectors x NC*16 columns (16-lane chunks, masked at the right edge) over rows [r0, r1):
  * every output lane is one fma chain in r order from 0, as in ds3_vecmat_generic. */
-AI void vm_block(const int dt, const int NJ, const ds3_mat *w, int64_t r0, int64_t r1, int64_t c, int64_t c1,
-                 const float *x, size_t ldx, float *y, size_t ldy) {
+AI void vm_block(const int dt, const int NJ, const int NC, const ds3_mat *w, int64_t r0, int64_t r1, int64_t c,
+                 int64_t c1, const float *x, size_t ldx, float *y, size_t ldy) {
     const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2;
     const int64_t nbc = (w->cols + DS3_FP8_BLOCK - 1) / DS3_FP8_BLOCK;
     __mmask16 m[4];
     UNROLL
-    for (int q = 0; q < 4; q++) {
+    for (int q = 0; q < NC; q++) {
         int64_t n = c1 - (c + 16 * q);
         m[q] = n >= 16 ? (__mmask16)0xFFFF : n > 0 ? tail_mask(n) : 0;
     }
-    __m512 acc[6][4];
+    __m512 acc[8][4];
     UNROLL
     for (int j = 0; j < NJ; j++)
         UNROLL
-        for (int q = 0; q < 4; q++) acc[j][q] = _mm512_setzero_ps();
+        for (int q = 0; q < NC; q++) acc[j][q] = _mm512_setzero_ps();
     for (int64_t r = r0; r < r1; r++) {
         const void *row = (const char *)w->data + (size_t)r * (size_t)w->cols * esz;
         __m512 wv[4];
         UNROLL
-        for (int q = 0; q < 4; q++) {
+        for (int q = 0; q < NC; q++) {
             __m512 s1 = _mm512_setzero_ps(), s2 = s1;
             int two = 0;
             if (dt == DS3_DT_F8E4M3) { /* c0 % 16 == 0 (checked by the caller): no chunk straddles a block */
@@ -527,30 +527,35 @@ AI void vm_block(const int dt, const int NJ, const ds3_mat *w, int64_t r0, int64
         for (int j = 0; j < NJ; j++) {
             __m512 xv = _mm512_set1_ps(x[(size_t)j * ldx + (size_t)(r - r0)]);
             UNROLL
-            for (int q = 0; q < 4; q++) acc[j][q] = _mm512_fmadd_ps(xv, wv[q], acc[j][q]);
+            for (int q = 0; q < NC; q++) acc[j][q] = _mm512_fmadd_ps(xv, wv[q], acc[j][q]);
         }
     }
     UNROLL
     for (int j = 0; j < NJ; j++)
         UNROLL
-        for (int q = 0; q < 4; q++) _mm512_mask_storeu_ps(y + (size_t)j * ldy + 16 * q, m[q], acc[j][q]);
+        for (int q = 0; q < NC; q++) _mm512_mask_storeu_ps(y + (size_t)j * ldy + 16 * q, m[q], acc[j][q]);
 }
 
+/* Up to 8 vectors per pass (the attention's head groups read the cache once), 48-64 columns. */
 AI void vecmat_dt(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x,
                   size_t ldx, int nj, float *y, size_t ldy) {
-    for (int64_t c = c0; c < c1; c += 64)
-        for (int j0 = 0; j0 < nj; j0 += 6) {
-            const float *xj = x + (size_t)j0 * ldx;
+    for (int j0 = 0; j0 < nj; j0 += 8) {
+        const int n = nj - j0 < 8 ? nj - j0 : 8, cw = n > 6 ? 48 : 64;
+        const float *xj = x + (size_t)j0 * ldx;
+        for (int64_t c = c0; c < c1; c += cw) {
             float *yj = y + (size_t)j0 * ldy + (c - c0);
-            switch (nj - j0 < 6 ? nj - j0 : 6) {
-            case 1: vm_block(dt, 1, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
-            case 2: vm_block(dt, 2, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
-            case 3: vm_block(dt, 3, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
-            case 4: vm_block(dt, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
-            case 5: vm_block(dt, 5, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
-            default: vm_block(dt, 6, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
+            switch (n) {
+            case 1: vm_block(dt, 1, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
+            case 2: vm_block(dt, 2, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
+            case 3: vm_block(dt, 3, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
+            case 4: vm_block(dt, 4, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
+            case 5: vm_block(dt, 5, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
+            case 6: vm_block(dt, 6, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
+            case 7: vm_block(dt, 7, 3, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
+            default: vm_block(dt, 8, 3, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
             }
         }
+    }
 }
 
 static void avx512_vecmat(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x,

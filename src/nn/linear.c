@@ -35,10 +35,12 @@ void ds3_mm(ds3_ctx *ctx, const ds3_mm_job *jobs, int n_jobs) {
             ds3_matmul(jobs[i].w, jobs[i].r0, jobs[i].r1, jobs[i].x, jobs[i].ldx, jobs[i].T, jobs[i].y, jobs[i].ldy);
         return;
     }
-    /* Aim for ~8 chunks per thread over all jobs, at least 16 rows each. */
+    /* Aim for ~24 chunks per thread over all jobs, at least 16 rows each: the pass ends when the
+     * slowest thread does, so the last chunks must be short; a chunk boundary costs little since
+     * the decode kernels prefetch across it (ds3_pf_next). */
     int64_t total = 0;
     for (int i = 0; i < n_jobs; i++) total += jobs[i].r1 - jobs[i].r0;
-    int64_t per = total / (8 * nth);
+    int64_t per = total / (24 * nth);
     if (per < 16) per = 16;
     per = (per + 15) & ~(int64_t)15;
     int n = 0;

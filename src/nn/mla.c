@@ -26,7 +26,7 @@ static int heads_per_task(const ds3_config *c, int nth) {
 
 size_t ds3_mla_tbuf_floats(const ds3_config *c, int T, int n_ctx) {
     (void)c, (void)T;
-    return (size_t)16 * n_ctx + 64; /* scores/probabilities of up to 16 heads over the cache */
+    return (size_t)32 * n_ctx + 64; /* scores and probabilities of up to 16 heads over the cache */
 }
 
 size_t ds3_mla_qcat_floats(const ds3_config *c, int T) {
@@ -65,7 +65,8 @@ static void attn_worker(void *arg, int ith, int nth) {
     const int rkv = c->kv_lora_rank, dq = dn + dr, ldc = rkv + dr, T = a->T, g = a->g;
     const int n_tasks = (H + g - 1) / g;
     const float scale = c->softmax_scale;
-    float *sc = a->ctx->tbuf[ith]; /* (g, n_keys) */
+    float *sc = a->ctx->tbuf[ith];                 /* (g, n_keys) probabilities */
+    float *st = sc + (size_t)16 * a->cache.rows;   /* (n_keys, g) scores */
     for (int i; (i = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < n_tasks;) {
         const int h0 = i * g, gn = H - h0 < g ? H - h0 : g;
         for (int h = h0; h < h0 + gn; h++) {
@@ -81,11 +82,15 @@ static void attn_worker(void *arg, int ith, int nth) {
         }
         for (int t = 0; t < T; t++) {
             const int n_keys = a->pos0 + t + 1;
-            ds3_matmul(&a->cache, 0, n_keys, a->qcat + ((size_t)t * H + h0) * ldc, (size_t)ldc, gn, sc, (size_t)n_keys);
+            /* scores^T (n_keys, gn): the g query rows are the "weights" and the cache rows the
+             * "tokens", so the cache streams through once for all g heads (the products and
+             * their order are those of cache x query, so the bits do not depend on n_keys) */
+            const ds3_mat qm = {DS3_DT_F32, gn, ldc, a->qcat + ((size_t)t * H + h0) * ldc, NULL};
+            ds3_matmul(&qm, 0, gn, a->cache.data, (size_t)ldc, n_keys, st, (size_t)gn);
             for (int j = 0; j < gn; j++) {
                 float *row = sc + (size_t)j * n_keys, mx = -INFINITY;
                 for (int s = 0; s < n_keys; s++) {
-                    row[s] *= scale;
+                    row[s] = st[(size_t)s * gn + j] * scale;
                     mx = row[s] > mx ? row[s] : mx;
                 }
                 double sum = 0;
