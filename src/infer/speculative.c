@@ -63,8 +63,9 @@ static int emit(emitter *e, int32_t tok) {
 
 /* ---- DS3_SPEC_AUTO: which kind of step runs next.
  * Run in phases: a probe of the kind not in use (probe steps), then the kind with the lower cost
- * per token for `period` steps; the period doubles each time a probe confirms the choice (so a
- * long run spends ever less on probes) and resets when the choice flips. A step kind's cost per
+ * per token for `period` steps (a quarter of it when the two costs are within 15%); the period
+ * doubles each time a probe confirms the choice (so a long run spends ever less on probes) and
+ * resets when the choice flips. A step kind's cost per
  * token is the median of its last AUTO_RING step times (robust to a step that lost its core to
  * another process), divided for speculative steps by the run's mean tokens per speculative
  * step. */
@@ -134,12 +135,20 @@ static void auto_next(auto_ctl *a, ds3_gen_stats *st) {
         a->left = a->probe;
         a->probing = 1;
     } else {
-        const int best = auto_cost(a, st, 1) < auto_cost(a, st, 0);
+        const double cs = auto_cost(a, st, 1), cp = auto_cost(a, st, 0);
+        const int best = cs < cp;
+        /* Within 15% the estimate (a few steps, tokens per step from few speculative steps) may
+         * have it wrong, but either choice then costs little, and so does probing again soon. */
+        const int close = fabs(cs - cp) < 0.15 * (cs < cp ? cs : cp);
         if (a->probing || best != a->spec) { /* after a probe, or the running kind fell behind: run the faster */
             a->period = best == a->chosen ? (a->period < 16 * a->period0 ? 2 * a->period : a->period) : a->period0;
             a->chosen = best;
             a->spec = best;
             a->left = a->period;
+            if (close) {
+                a->left = a->period / 4 > 4 * a->probe ? a->period / 4 : 4 * a->probe;
+                if (a->left > a->period) a->left = a->period;
+            }
             a->probing = 0;
         } else { /* the chosen kind ran its period: probe the other */
             a->spec = !best;
