@@ -2,7 +2,7 @@
  *   1. quantisers: Q8_0 byte-identical with gguf-py / llama-quantize on every Q8_0 tensor of
  *      dev-q8_0.gguf (re-quantised from dev-f32.gguf, same seed); every quantiser's round trip
  *      within a per-type relative RMS bound.
- *   2. every SIMD set against the scalar twin on many shapes (rows 1..17, cols 32..1024, T 1..9):
+ *   2. every SIMD set against the scalar twin on many shapes (rows 1..17, cols 32..2816, T 1..9):
  *      the SIMD kernels round activations to 8 bits (per 32: d = max|x|/127), so they are checked
  *      against an exact emulation of that rounding (relative 1e-5) and the f32 twin within the
  *      rounding bound sum_k |w_k| d_k / 2 (+1e-5 relative); row-range splits and T give bitwise
@@ -116,9 +116,9 @@ static void test_set(const char *set) {
     if (ds3_kernels_set(set)) return;
     const ds3_kernels *qk = ds3_qkern;
     if (qk == &ds3_qkernels_ref) return;
-    const int64_t colsv[] = {32, 64, 96, 256, 512, 768, 1024};
+    const int64_t colsv[] = {32, 64, 96, 256, 512, 768, 1024, 1600, 2816};
     const int64_t rowsv[] = {1, 3, 4, 5, 17};
-    const int Tv[] = {1, 2, 3, 4, 5, 9};
+    const int Tv[] = {1, 2, 3, 4, 5, 7, 9};
     for (int ti = 0; ti < NQ; ti++) {
         const ds3_dtype dt = qtypes[ti];
         const int qk_ = ds3_q_blck(dt);

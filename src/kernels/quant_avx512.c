@@ -1,29 +1,31 @@
-/* quant_avx512.c -- AVX-512 (VNNI) matmul for the GGML block-quantised dtypes Q8_0, Q4_0, Q4_K,
- * Q5_K, Q6_K (Q2_K/Q3_K and dequant_row run the scalar twin in quant_ref.c).
+/* quant_avx512.c -- AVX-512 (VNNI + VBMI) matmul for the GGML block-quantised dtypes Q8_0, Q4_0,
+ * Q4_K, Q5_K, Q6_K (Q2_K/Q3_K and dequant_row run the scalar twin in quant_ref.c).
  *
  * Like llama.cpp, each matmul call first rounds the activations x (T, cols) to 8 bits: per block
  * of 32 one f32 scale d = max|x|/127 and int8 q = round(x/d) (ds3_q8_quantize_act's numbers),
  * plus per-block sums. Weight bytes are unpacked to unsigned 8-bit values (Q8_0: w + 128;
  * Q4/Q5/Q6: the stored unsigned codes) and multiplied with vpdpbusd (64 products per
  * instruction); offsets (Q8_0's 128, Q4_0's 8, Q6_K's 32) and K-quant mins come back through
- * the activation block sums. One 16-lane f32 accumulator per (row, token) sees one term per pair
- * of 32-blocks: lanes 0-7 belong to the first block, 8-15 to the second, and the per-block
- * scales come in as lane vectors. Register tiles of 4 rows x 4 tokens reuse unpacked weights
- * across tokens (prompt processing) and stream four rows at once (decode).
+ * the activation block sums.
+ * Q8_0, Q4_0, Q4_K (the "Z" path): per group of 16 blocks the 8 vpdpbusd results are summed in
+ * integers to one lane per block (tree8), so block scales, activation scales and offsets cost one
+ * vector operation per group. Q5_K, Q6_K: one f32 accumulator term per pair of blocks.
+ * Tiles of 4 (or 1) rows x up to 4 tokens: the weights stream once per 4 tokens, with a software
+ * prefetch PF_DIST bytes ahead in every row (plus a burst over the first PF_DIST bytes of a call).
  * Error vs the f32 twin: the activation rounding only, |err| <= sum_k |w_k| * d_k / 2 per output
  * (tests/test_quant.c checks a bound of that form). Results do not depend on how rows are split
  * or on T (each output's arithmetic is the same in every tile shape).
- * CPUs with AVX-512 but no VNNI use the AVX2 set (ds3_qkernels_avx2) instead. */
+ * CPUs without AVX-512 VNNI + VBMI use the AVX2 set (ds3_qkernels_avx2) instead. */
 #include <immintrin.h>
 #include <string.h>
 
 #include "kernels/quant.h"
 
-#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 #define AI static inline __attribute__((always_inline)) VNNI
 #define UNROLL _Pragma("GCC unroll 16")
-#ifndef PF_BYTES
-#define PF_BYTES 1024 /* software prefetch distance along each weight row */
+#ifndef PF_DIST
+#define PF_DIST 16384 /* software prefetch distance, bytes ahead of the row being read */
 #endif
 
 /* ---- activations ---- */
@@ -109,76 +111,6 @@ AI tokv tok_at(const qact *a, int t) {
 
 AI __m512i dpbusd(__m512i w, __m512i a) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, a); }
 
-/* ---- Q8_0 / Q4_0: pairs of 32-blocks; acc += (cvt(I) * DA - DSk) * DW ---- */
-
-/* weights of blocks 2p, 2p+1 (half = 1: only block 2p, upper lanes zero) */
-AI void w_q8_0(const uint8_t *row, int64_t p, int half, __m512i *W, __m512 *DW) {
-    const ds3_blk_q8_0 *b0 = (const ds3_blk_q8_0 *)row + 2 * p;
-    const __m512i x80 = _mm512_set1_epi8((char)0x80);
-    if (!half) {
-        const ds3_blk_q8_0 *b1 = b0 + 1;
-        __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0->qs)),
-                                       _mm256_loadu_si256((const __m256i *)b1->qs), 1);
-        *W = _mm512_xor_si512(w, x80);
-        *DW = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)b1->d), _mm_set1_epi16((short)b0->d)));
-    } else {
-        *W = _mm512_zextsi256_si512(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b0->qs), _mm256_set1_epi8((char)0x80)));
-        *DW = _mm512_zextps256_ps512(_mm256_cvtph_ps(_mm_set1_epi16((short)b0->d)));
-    }
-}
-
-AI void w_q4_0(const uint8_t *row, int64_t p, int half, __m512i *W, __m512 *DW) {
-    const ds3_blk_q4_0 *b0 = (const ds3_blk_q4_0 *)row + 2 * p;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m128i q0 = _mm_loadu_si128((const __m128i *)b0->qs);
-    __m128i q1 = half ? _mm_setzero_si128() : _mm_loadu_si128((const __m128i *)(b0 + 1)->qs);
-    __m256i Q = _mm256_set_m128i(q1, q0);
-    __m256i lo = _mm256_and_si256(Q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(Q, 4), m4);
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* [lo0 lo1 hi0 hi1] */
-    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));           /* [lo0 hi0 lo1 hi1] */
-    if (half) {
-        *W = _mm512_zextsi256_si512(_mm512_castsi512_si256(z));
-        *DW = _mm512_zextps256_ps512(_mm256_cvtph_ps(_mm_set1_epi16((short)b0->d)));
-    } else {
-        *W = z;
-        *DW = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)(b0 + 1)->d), _mm_set1_epi16((short)b0->d)));
-    }
-}
-
-#define TILE_0(NAME, WFN)                                                                                           \
-    AI void NAME(const uint8_t *const *rows, const int R, const tokv *tk, const int C, int64_t nb, float *out,      \
-                 size_t ldo) {                                                                                      \
-        __m512 acc[4][4];                                                                                           \
-        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();      \
-        const int64_t np = nb / 2;                                                                                  \
-        for (int64_t p = 0; p <= np; p++) {                                                                         \
-            const int half = p == np;                                                                               \
-            if (half && !(nb & 1)) break;                                                                           \
-            __m512i W[4];                                                                                           \
-            __m512 DW[4];                                                                                           \
-            UNROLL for (int r = 0; r < R; r++) {                                                                    \
-                _mm_prefetch((const char *)rows[r] + PF_BYTES + 68 * p, _MM_HINT_T0);                               \
-                WFN(rows[r], p, half, &W[r], &DW[r]);                                                               \
-            }                                                                                                       \
-            UNROLL for (int c = 0; c < C; c++) {                                                                    \
-                const __mmask64 m = half ? 0xFFFFFFFFull : ~0ull;                                                   \
-                const __mmask16 mf = half ? 0x00FF : 0xFFFF;                                                        \
-                const __m512i A = _mm512_maskz_loadu_epi8(m, tk[c].q + 64 * p);                                     \
-                const __m512 DA = _mm512_maskz_loadu_ps(mf, tk[c].dav + 16 * p);                                    \
-                const __m512 DS = _mm512_maskz_loadu_ps(mf, tk[c].dsv + 16 * p);                                    \
-                UNROLL for (int r = 0; r < R; r++) {                                                                \
-                    const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(dpbusd(W[r], A)), DA, DS);                  \
-                    acc[r][c] = _mm512_fmadd_ps(t, DW[r], acc[r][c]);                                               \
-                }                                                                                                   \
-            }                                                                                                       \
-        }                                                                                                           \
-        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) out[(size_t)c * ldo + r] =            \
-            _mm512_reduce_add_ps(acc[r][c]);                                                                        \
-    }
-
-TILE_0(tile_q8_0, w_q8_0)
-TILE_0(tile_q4_0, w_q4_0)
-
 /* ---- K-quants: super-blocks of 256 = 4 pairs of 32-blocks ----
  * acc += cvt(I) * DA * SCp per pair; per super-block acc -= corr(row) * corr(token):
  *   Q4_K/Q5_K: MIN (8 lanes: dmin*m_j) . ds32 (8 sub-block sums);  Q6_K: 32*d*sc (16) . ds16 (16). */
@@ -205,13 +137,6 @@ AI void k4_scales(const uint8_t *s12, float d, float dmin, __m512 *SC, __m512 *M
     *MIN = _mm512_zextps256_ps512(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(vm)), _mm256_set1_ps(dmin)));
 }
 
-/* unsigned weight codes of pair j (elements 64j..64j+63) of a super-block */
-AI __m512i w_q4_k(const ds3_blk_q4_k *b, int j) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    const __m256i Q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(Q, m4)),
-                              _mm256_and_si256(_mm256_srli_epi16(Q, 4), m4), 1);
-}
 AI __m512i w_q5_k(const ds3_blk_q5_k *b, int j, __m256i qh) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     const __m256i Q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * j));
@@ -242,22 +167,20 @@ AI __m512i w_q6_k(const ds3_blk_q6_k *b, int P) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1);
 }
 
-/* type: 0 = Q4_K, 1 = Q5_K, 2 = Q6_K */
+/* type: 1 = Q5_K, 2 = Q6_K */
 AI void tile_k(const int type, const uint8_t *const *rows, const int R, const tokv *tk, const int C, int64_t nsb, float *out,
-               size_t ldo) {
+               size_t ldo, int pf) {
     __m512 acc[4][4];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
-    const size_t bs = type == 0 ? sizeof(ds3_blk_q4_k) : type == 1 ? sizeof(ds3_blk_q5_k) : sizeof(ds3_blk_q6_k);
+    const size_t bs = type == 1 ? sizeof(ds3_blk_q5_k) : sizeof(ds3_blk_q6_k);
     for (int64_t s = 0; s < nsb; s++) {
         __m512 SC[4], CR[4];
         __m256i QH[4];
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *bp = rows[r] + (size_t)s * bs;
-            for (size_t o = 0; o < bs; o += 64) _mm_prefetch((const char *)bp + PF_BYTES + o, _MM_HINT_T0);
-            if (type == 0) {
-                const ds3_blk_q4_k *b = (const ds3_blk_q4_k *)bp;
-                k4_scales(b->scales, _cvtsh_ss(b->d), _cvtsh_ss(b->dmin), &SC[r], &CR[r]);
-            } else if (type == 1) {
+            if (pf)
+                for (size_t o = 0; o < bs; o += 64) _mm_prefetch((const char *)bp + PF_DIST + o, _MM_HINT_T0);
+            if (type == 1) {
                 const ds3_blk_q5_k *b = (const ds3_blk_q5_k *)bp;
                 k4_scales(b->scales, _cvtsh_ss(b->d), _cvtsh_ss(b->dmin), &SC[r], &CR[r]);
                 QH[r] = _mm256_loadu_si256((const __m256i *)b->qh);
@@ -279,9 +202,7 @@ AI void tile_k(const int type, const uint8_t *const *rows, const int R, const to
             const __m512i perm = _mm512_loadu_si512(type == 2 ? perm_q6[j] : perm_pair[j]);
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *bp = rows[r] + (size_t)s * bs;
-                W[r] = type == 0 ? w_q4_k((const ds3_blk_q4_k *)bp, j)
-                       : type == 1 ? w_q5_k((const ds3_blk_q5_k *)bp, j, QH[r])
-                                   : w_q6_k((const ds3_blk_q6_k *)bp, j);
+                W[r] = type == 1 ? w_q5_k((const ds3_blk_q5_k *)bp, j, QH[r]) : w_q6_k((const ds3_blk_q6_k *)bp, j);
                 S[r] = _mm512_permutexvar_ps(perm, SC[r]);
             }
             const int64_t p = s * 4 + j;
@@ -298,45 +219,317 @@ AI void tile_k(const int type, const uint8_t *const *rows, const int R, const to
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) out[(size_t)c * ldo + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
+/* ---- the "Z" path (Q8_0, Q4_0, Q4_K): groups of 512 values, block sums reduced in integers ----
+ * A group is 16 blocks of 32 = 8 vectors of 64 bytes (Q8_0/Q4_0: 8 pairs of blocks; Q4_K: two
+ * super-blocks). vpdpbusd of one vector gives 16 int32 lanes, 0-7 from its first block and 8-15
+ * from its second; tree8 adds the 8 vectors' lanes of each block into one int32 per block (exact),
+ * in the lane order zblk below. The float work (block scales, activation scales, offsets, mins)
+ * is then one vector per group instead of one per pair of blocks. */
+
+/* lane l of a tree8 result holds block zblk(l) of the group (blocks in activation storage order) */
+static inline int zblk(int l) { return (l & 8) + 2 * (l & 3) + ((l >> 2) & 1); }
+static inline int zlane(int i) { return (i & 8) + 4 * (i & 1) + ((i & 6) >> 1); } /* inverse of zblk */
+/* Q4_K: the activation blocks of a super-block are stored as sub-blocks 0 2 1 3 4 6 5 7 (the order
+ * in which the weight nibbles unpack, see wq4k_grp); an involution */
+static const int kperm[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+
+typedef struct {
+    int8_t *q;     /* (T, Kp) int8, Kp = cols rounded up to 512, zero padded; Q4_K: kperm order */
+    float *da;     /* (T, Kp/32) per block d, in zblk lane order per group of 16 */
+    float *ds;     /* (T, Kp/32) kofs * d * sum(q), same order (Q4_K: kofs 1, for the mins) */
+    size_t Kp;
+} zact;
+
+typedef struct {
+    const int8_t *q;
+    const float *da, *ds;
+} ztok;
+
+static _Thread_local void *zbuf;
+static _Thread_local size_t zcap;
+
+VNNI static void zact_row(const float *x, int64_t K, size_t Kp, int kq, float kofs, int8_t *q, float *da, float *ds) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const int64_t nb = K / 32;
+    memset(q + K, 0, Kp - (size_t)K);
+    for (size_t b = (size_t)nb & ~(size_t)15; b < Kp / 32; b++) da[b] = ds[b] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+        const __m512 a = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
+        const float amax = _mm512_reduce_max_ps(a);
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        const __m512 vid = _mm512_set1_ps(id);
+        const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+        const int64_t m = kq ? (b & ~(int64_t)7) + kperm[b & 7] : b; /* storage block */
+        _mm_storeu_si128((__m128i *)(q + 32 * m), _mm512_cvtsepi32_epi8(i0));
+        _mm_storeu_si128((__m128i *)(q + 32 * m + 16), _mm512_cvtsepi32_epi8(i1));
+        const int s = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+        const int64_t z = (m & ~(int64_t)15) + zlane((int)(m & 15));
+        da[z] = d;
+        ds[z] = kofs * d * (float)s;
+    }
+}
+
+static int zact_fill(zact *a, const float *x, size_t ldx, int T, int64_t K, int kq, float kofs) {
+    const size_t Kp = ((size_t)K + 511) & ~(size_t)511;
+    const size_t bytes = (size_t)T * (Kp + Kp / 32 * 8) + 64;
+    if (bytes > zcap) {
+        free(zbuf);
+        zbuf = NULL;
+        zcap = 0;
+        if (posix_memalign(&zbuf, 64, bytes)) return -1;
+        zcap = bytes;
+    }
+    a->Kp = Kp;
+    a->q = zbuf;
+    a->da = (float *)((char *)zbuf + (size_t)T * Kp);
+    a->ds = a->da + (size_t)T * (Kp / 32);
+    for (int t = 0; t < T; t++)
+        zact_row(x + (size_t)t * ldx, K, Kp, kq, kofs, a->q + (size_t)t * Kp, a->da + (size_t)t * (Kp / 32),
+                 a->ds + (size_t)t * (Kp / 32));
+    return 0;
+}
+
+AI ztok ztok_at(const zact *a, int t) {
+    ztok v = {a->q + (size_t)t * a->Kp, a->da + (size_t)t * (a->Kp / 32), a->ds + (size_t)t * (a->Kp / 32)};
+    return v;
+}
+
+/* 8 vectors of 16 int32 -> one: lane l = sum of the 8 lanes of block zblk(l) */
+AI __m512i tree8(const __m512i *v) {
+    const __m512i x01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
+    const __m512i x23 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+    const __m512i x45 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[4], v[5]), _mm512_unpackhi_epi32(v[4], v[5]));
+    const __m512i x67 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[6], v[7]), _mm512_unpackhi_epi32(v[6], v[7]));
+    const __m512i y0 = _mm512_add_epi32(_mm512_unpacklo_epi64(x01, x23), _mm512_unpackhi_epi64(x01, x23));
+    const __m512i y1 = _mm512_add_epi32(_mm512_unpacklo_epi64(x45, x67), _mm512_unpackhi_epi64(x45, x67));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(y0, y1, 0x88), _mm512_shuffle_i32x4(y0, y1, 0xDD));
+}
+
+/* f16 block scales of the group's blocks, in zblk lane order (blocks >= nblk: 0) */
+AI __m512 zscales(const uint8_t *p, int stride, int nblk) {
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15), _mm512_set1_epi32(stride));
+    __m512i g;
+    if (nblk == 16) g = _mm512_i32gather_epi32(idx, p, 1);
+    else {
+        const __mmask16 m = _mm512_cmplt_epi32_mask(_mm512_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15),
+                                                    _mm512_set1_epi32(nblk));
+        g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, p, 1);
+    }
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+}
+
+/* Q8_0: lane l of the scale vector <- word 17*zblk(l) of the group, as an index into the pair
+ * of 64-byte loads (window) that holds it: lanes 0 1 4 5 window 0, 2 3 6 7 window 1, ... */
+static const int16_t q8_dix[32] = {0, 34, 4, 38, 17, 51, 21, 55, 8, 42, 12, 46, 25, 59, 29, 63};
+
+/* Q8_0 group: 16 blocks (544 bytes) from p; weights + 128 as unsigned bytes, DW = block scales in
+ * zblk order. Nine 64-byte loads; pair q (bytes 68q+2..68q+67) lies in loads q and q+1. */
+static const int8_t q8_bix[64] = {2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+                                  24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47,
+                                  48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67};
+AI void wq8_grp(const uint8_t *p, int nblk, __m512i *W, __m512 *DW) {
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    __m512i L[9];
+    UNROLL for (int k = 0; k < 9; k++) {
+        if (nblk == 16 && k < 8) L[k] = _mm512_loadu_si512(p + 64 * k);
+        else {
+            const int64_t left = 34 * nblk - 64 * k;
+            L[k] = _mm512_maskz_loadu_epi8(left >= 64 ? ~0ull : left <= 0 ? 0 : (1ull << left) - 1, p + 64 * k);
+        }
+    }
+#ifndef ZW_NO_VBMI
+    const __m512i bix = _mm512_loadu_si512(q8_bix);
+    UNROLL for (int q = 0; q < 8; q++)
+        W[q] = _mm512_xor_si512(_mm512_permutex2var_epi8(L[q], _mm512_add_epi8(bix, _mm512_set1_epi8((char)(4 * q))), L[q + 1]), x80);
+#else
+    UNROLL for (int q = 0; q < 8; q++) {
+        __m256i lo, hi;
+        if (nblk == 16) {
+            lo = _mm256_loadu_si256((const __m256i *)(p + 68 * q + 2));
+            hi = _mm256_loadu_si256((const __m256i *)(p + 68 * q + 36));
+        } else {
+            lo = _mm256_maskz_loadu_epi8(2 * q < nblk ? ~0u : 0u, p + 68 * q + 2);
+            hi = _mm256_maskz_loadu_epi8(2 * q + 1 < nblk ? ~0u : 0u, p + 68 * q + 36);
+        }
+        W[q] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), x80);
+    }
+#endif
+    /* the 16 f16 scales (words 17m) from four 128-byte windows, 4 blocks each */
+    const __m512i ix = _mm512_loadu_si512(q8_dix);
+    __m512i h = _mm512_maskz_permutex2var_epi16(0x0033, L[0], ix, L[1]);
+    h = _mm512_or_si512(h, _mm512_maskz_permutex2var_epi16(0x00CC, L[2], ix, L[3]));
+    h = _mm512_or_si512(h, _mm512_maskz_permutex2var_epi16(0x3300, L[4], ix, L[5]));
+    h = _mm512_or_si512(h, _mm512_maskz_permutex2var_epi16(0xCC00, L[6], ix, L[7]));
+    *DW = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+}
+
+/* Q4_0 group: 16 blocks (288 bytes); pair q -> [lo0 hi0 lo1 hi1] = elements of block 2q, 2q+1 */
+AI void wq4_grp(const uint8_t *p, int nblk, __m512i *W, __m512 *DW) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    UNROLL for (int q = 0; q < 8; q++) {
+        __m128i q0, q1;
+        if (nblk == 16) {
+            q0 = _mm_loadu_si128((const __m128i *)(p + 36 * q + 2));
+            q1 = _mm_loadu_si128((const __m128i *)(p + 36 * q + 20));
+        } else {
+            q0 = _mm_maskz_loadu_epi8(2 * q < nblk ? 0xFFFF : 0, p + 36 * q + 2);
+            q1 = _mm_maskz_loadu_epi8(2 * q + 1 < nblk ? 0xFFFF : 0, p + 36 * q + 20);
+        }
+        const __m256i Q = _mm256_set_m128i(q1, q0);
+        const __m256i lo = _mm256_and_si256(Q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(Q, 4), m4);
+        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        W[q] = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+    }
+    *DW = zscales(p, 18, nblk);
+}
+
+/* Q4_K 6-bit scales/mins of one super-block: A = bytes sc0..3 m0..3, B = sc4..7 m4..7 */
+static inline void k4_sm(const uint8_t *s12, uint64_t *A, uint64_t *B) {
+    uint64_t u0;
+    uint32_t u1;
+    memcpy(&u0, s12, 8);
+    memcpy(&u1, s12 + 8, 4);
+    *A = u0 & 0x3f3f3f3f3f3f3f3full;
+    *B = ((u0 >> 2) & 0x3030303030303030ull) | (uint64_t)(u1 & 0x0f0f0f0fu) | ((uint64_t)((u1 >> 4) & 0x0f0f0f0fu) << 32);
+}
+
+/* Q4_K group: super-blocks p (and p + 144 when two). W: lo/hi nibbles of qs[0..63], qs[64..127]
+ * = sub-blocks (0,2) (1,3) (4,6) (5,7); SC = d*sc, MN = dmin*m per block in zblk lane order. */
+AI void wq4k_grp(const uint8_t *p, int two, __m512i *W, __m512 *SC, __m512 *MN) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const ds3_blk_q4_k *b0 = (const ds3_blk_q4_k *)p, *b1 = b0 + 1;
+    UNROLL for (int s = 0; s < 2; s++) {
+        if (s == 1 && !two) {
+            W[4] = W[5] = W[6] = W[7] = _mm512_setzero_si512();
+            break;
+        }
+        const ds3_blk_q4_k *b = s ? b1 : b0;
+        const __m512i Q0 = _mm512_loadu_si512(b->qs), Q1 = _mm512_loadu_si512(b->qs + 64);
+        W[4 * s + 0] = _mm512_and_si512(Q0, m4);
+        W[4 * s + 1] = _mm512_and_si512(_mm512_srli_epi16(Q0, 4), m4);
+        W[4 * s + 2] = _mm512_and_si512(Q1, m4);
+        W[4 * s + 3] = _mm512_and_si512(_mm512_srli_epi16(Q1, 4), m4);
+    }
+    uint64_t A0, B0, A1 = 0, B1 = 0;
+    uint32_t dd0, dd1 = 0;
+    k4_sm(b0->scales, &A0, &B0);
+    memcpy(&dd0, &b0->d, 4);
+    if (two) {
+        k4_sm(b1->scales, &A1, &B1);
+        memcpy(&dd1, &b1->d, 4);
+    }
+    /* words of A = (sc0 sc1)(sc2 sc3)(m0 m1)(m2 m3), of B likewise for 4..7: interleaving them gives
+     * sc in lane order 0 1 4 5 2 3 6 7, then m in the same order */
+    const __m128i X = _mm_set_epi64x((long long)A1, (long long)A0), Y = _mm_set_epi64x((long long)B1, (long long)B0);
+    const __m128i z0 = _mm_unpacklo_epi16(X, Y), z1 = _mm_unpackhi_epi16(X, Y);
+    const __m512 scf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi64(z0, z1)));
+    const __m512 mnf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi64(z0, z1)));
+    const __m512 dm = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_set_epi32(0, 0, (int)dd1, (int)dd0))); /* d0 dmin0 d1 dmin1 */
+    *SC = _mm512_mul_ps(scf, _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2), dm));
+    *MN = _mm512_mul_ps(mnf, _mm512_permutexvar_ps(_mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3), dm));
+}
+
+/* One group of R rows x C tokens. type 0 Q8_0, 1 Q4_0, 2 Q4_K; n = blocks (Q8_0/Q4_0, 16 = full)
+ * or super-blocks (Q4_K, 2 = full) in this group. */
+AI void zgroup(const int type, const uint8_t *const *rows, const int R, const ztok *tk, const int C, int64_t g, int n,
+               __m512 acc[4][4], int pf) {
+    const size_t gb = type == 0 ? 544 : 288; /* bytes per group */
+    UNROLL for (int r = 0; r < R; r++) {
+        const uint8_t *p = rows[r] + (size_t)g * gb;
+        if (pf)
+            UNROLL for (size_t o = 0; o < gb + 32; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+        __m512i W[8];
+        __m512 S, M = _mm512_setzero_ps();
+        if (type == 0) wq8_grp(p, n, W, &S);
+        else if (type == 1) wq4_grp(p, n, W, &S);
+        else wq4k_grp(p, n == 2, W, &S, &M);
+        UNROLL for (int c = 0; c < C; c++) {
+            const int8_t *aq = tk[c].q + (size_t)g * 512;
+            __m512i d[8];
+            UNROLL for (int q = 0; q < 8; q++)
+                d[q] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[q], _mm512_loadu_si512(aq + 64 * q));
+            const __m512 f = _mm512_cvtepi32_ps(tree8(d));
+            const __m512 DA = _mm512_loadu_ps(tk[c].da + 16 * g), DS = _mm512_loadu_ps(tk[c].ds + 16 * g);
+            if (type == 2) {
+                acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(f, DA), S, acc[r][c]);
+                acc[r][c] = _mm512_fnmadd_ps(M, DS, acc[r][c]);
+            } else {
+                acc[r][c] = _mm512_fmadd_ps(_mm512_fmsub_ps(f, DA, DS), S, acc[r][c]);
+            }
+        }
+    }
+}
+
+AI void ztile(const int type, const uint8_t *const *rows, const int R, const ztok *tk, const int C, int64_t cols,
+              float *out, size_t ldo, int pf) {
+    __m512 acc[4][4];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+    const int64_t nb = type == 2 ? cols / 256 : cols / 32, per = type == 2 ? 2 : 16;
+    const int64_t ng = nb / per;
+    const int tail = (int)(nb % per);
+    for (int64_t g = 0; g < ng; g++) zgroup(type, rows, R, tk, C, g, per, acc, pf);
+    if (tail) zgroup(type, rows, R, tk, C, ng, tail, acc, pf);
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) out[(size_t)c * ldo + r] =
+        _mm512_reduce_add_ps(acc[r][c]);
+}
+
+VNNI static void ztile_dispatch(int type, const uint8_t *const *rows, int R, const ztok *tk, int C, int64_t cols, float *out,
+                                size_t ldo, int pf) {
+#define ZT(TY, RR, CC) ztile(TY, rows, RR, tk, CC, cols, out, ldo, pf)
+#define ZC(TY, RR)                                                                                                  \
+    do {                                                                                                            \
+        if (C == 4) ZT(TY, RR, 4);                                                                                  \
+        else if (C == 3) ZT(TY, RR, 3);                                                                             \
+        else if (C == 2) ZT(TY, RR, 2);                                                                             \
+        else ZT(TY, RR, 1);                                                                                         \
+    } while (0)
+#define ZR(TY)                                                                                                      \
+    do {                                                                                                            \
+        if (R == 4) ZC(TY, 4);                                                                                      \
+        else ZC(TY, 1);                                                                                             \
+    } while (0)
+    if (type == 0) ZR(0);
+    else if (type == 1) ZR(1);
+    else ZR(2);
+}
+
 VNNI static void tile_dispatch(ds3_dtype dt, const uint8_t *const *rows, int R, const tokv *tk, int C, int64_t cols, float *out,
-                               size_t ldo) {
+                               size_t ldo, int pf) {
 #define DISPATCH(CALL)                                                                                              \
     do {                                                                                                            \
-        if (R == 4 && C == 4) CALL(4, 4);                                                                           \
-        else if (R == 4 && C == 1) CALL(4, 1);                                                                      \
-        else if (R == 1 && C == 4) CALL(1, 4);                                                                      \
-        else CALL(1, 1);                                                                                            \
+        if (R == 4) {                                                                                               \
+            if (C == 4) CALL(4, 4);                                                                                 \
+            else if (C == 3) CALL(4, 3);                                                                            \
+            else if (C == 2) CALL(4, 2);                                                                            \
+            else CALL(4, 1);                                                                                        \
+        } else {                                                                                                    \
+            if (C == 4) CALL(1, 4);                                                                                 \
+            else if (C == 3) CALL(1, 3);                                                                            \
+            else if (C == 2) CALL(1, 2);                                                                            \
+            else CALL(1, 1);                                                                                        \
+        }                                                                                                           \
     } while (0)
     switch (dt) {
-    case DS3_DT_Q8_0:
-#define C80(RR, CC) tile_q8_0(rows, RR, tk, CC, cols / 32, out, ldo)
-        DISPATCH(C80);
-        break;
-    case DS3_DT_Q4_0:
-#define C40(RR, CC) tile_q4_0(rows, RR, tk, CC, cols / 32, out, ldo)
-        DISPATCH(C40);
-        break;
-    case DS3_DT_Q4_K:
-#define C4K(RR, CC) tile_k(0, rows, RR, tk, CC, cols / 256, out, ldo)
-        DISPATCH(C4K);
-        break;
     case DS3_DT_Q5_K:
-#define C5K(RR, CC) tile_k(1, rows, RR, tk, CC, cols / 256, out, ldo)
+#define C5K(RR, CC) tile_k(1, rows, RR, tk, CC, cols / 256, out, ldo, pf)
         DISPATCH(C5K);
         break;
     case DS3_DT_Q6_K:
-#define C6K(RR, CC) tile_k(2, rows, RR, tk, CC, cols / 256, out, ldo)
+#define C6K(RR, CC) tile_k(2, rows, RR, tk, CC, cols / 256, out, ldo, pf)
         DISPATCH(C6K);
         break;
     default: break;
     }
 }
 
+/* VNNI for vpdpbusd, VBMI for the byte permutes of wq8_grp (Ice Lake, Zen 4 and later) */
 static int has_vnni(void) {
     static int v = -1;
     if (v < 0) {
         __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+        v = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi") ? 1 : 0;
     }
     return v;
 }
@@ -350,14 +543,23 @@ VNNI static void q512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const flo
         fb->matmul(w, r0, r1, x, ldx, T, y, ldy);
         return;
     }
-    qact a;
-    const float kofs = dt == DS3_DT_Q8_0 ? 128.0f : dt == DS3_DT_Q4_0 ? 8.0f : 0.0f;
-    if (qact_fill(&a, x, ldx, T, w->cols, kofs)) {
+    const size_t rb = ds3_row_bytes(dt, w->cols);
+    const uint8_t *base = w->data;
+    /* The rows [r0, r1) are contiguous; the tiles prefetch PF_DIST bytes ahead of each row, so
+     * prefetch the first PF_DIST bytes now or they would arrive one demand miss at a time. */
+    {
+        const size_t total = (size_t)(r1 - r0) * rb, nbp = total < PF_DIST ? total : PF_DIST;
+        const char *b0 = (const char *)base + (size_t)r0 * rb;
+        for (size_t off = 0; off < nbp; off += 64) _mm_prefetch(b0 + off, _MM_HINT_T0);
+    }
+    const int ztype = dt == DS3_DT_Q8_0 ? 0 : dt == DS3_DT_Q4_0 ? 1 : dt == DS3_DT_Q4_K ? 2 : -1;
+    zact za = {0};
+    qact a = {0};
+    if (ztype >= 0 ? zact_fill(&za, x, ldx, T, w->cols, ztype == 2, ztype == 0 ? 128.0f : ztype == 1 ? 8.0f : 1.0f)
+                   : qact_fill(&a, x, ldx, T, w->cols, 0.0f)) {
         ds3_qkernels_ref.matmul(w, r0, r1, x, ldx, T, y, ldy);
         return;
     }
-    const size_t rb = ds3_row_bytes(dt, w->cols);
-    const uint8_t *base = w->data;
     float tmp[16];
     for (int64_t r = r0; r < r1; r += 4) {
         const int R = r1 - r >= 4 ? 4 : 1;
@@ -365,17 +567,20 @@ VNNI static void q512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const flo
         for (int rr = 0; rr < Rn; rr += R) {
             const uint8_t *rows[4];
             for (int i = 0; i < R; i++) rows[i] = base + (size_t)(r + rr + i) * rb;
-            int t = 0;
-            for (; t + 4 <= T; t += 4) {
-                tokv tk[4] = {tok_at(&a, t), tok_at(&a, t + 1), tok_at(&a, t + 2), tok_at(&a, t + 3)};
-                tile_dispatch(dt, rows, R, tk, 4, w->cols, tmp, 4);
-                for (int c = 0; c < 4; c++)
+            /* up to 4 tokens per pass over the rows; only the first pass prefetches */
+            for (int t = 0; t < T; t += 4) {
+                const int C = T - t < 4 ? T - t : 4;
+                if (ztype >= 0) {
+                    ztok tk[4];
+                    for (int c = 0; c < C; c++) tk[c] = ztok_at(&za, t + c);
+                    ztile_dispatch(ztype, rows, R, tk, C, w->cols, tmp, 4, t == 0);
+                } else {
+                    tokv tk[4];
+                    for (int c = 0; c < C; c++) tk[c] = tok_at(&a, t + c);
+                    tile_dispatch(dt, rows, R, tk, C, w->cols, tmp, 4, t == 0);
+                }
+                for (int c = 0; c < C; c++)
                     for (int i = 0; i < R; i++) y[(size_t)(t + c) * ldy + (size_t)(r + rr + i - r0)] = tmp[c * 4 + i];
-            }
-            for (; t < T; t++) {
-                tokv tk = tok_at(&a, t);
-                tile_dispatch(dt, rows, R, &tk, 1, w->cols, tmp, 4);
-                for (int i = 0; i < R; i++) y[(size_t)t * ldy + (size_t)(r + rr + i - r0)] = tmp[i];
             }
         }
     }
