@@ -4,6 +4,7 @@
  * Each output element is computed by one kernel call in a fixed order, so results do not
  * depend on the chunking, on which thread claims a chunk, or on the thread count. */
 #include "nn/nn.h"
+#include "kernels/quant.h"
 
 #include <stdatomic.h>
 
@@ -39,8 +40,15 @@ void ds3_mm(ds3_ctx *ctx, const ds3_mm_job *jobs, int n_jobs) {
      * slowest thread does, so the last chunks must be short; a chunk boundary costs little since
      * the decode kernels prefetch across it (ds3_pf_next). */
     int64_t total = 0;
-    for (int i = 0; i < n_jobs; i++) total += jobs[i].r1 - jobs[i].r0;
+    double bytes = 0;
+    for (int i = 0; i < n_jobs; i++) {
+        total += jobs[i].r1 - jobs[i].r0;
+        bytes += (double)(jobs[i].r1 - jobs[i].r0) * (double)ds3_row_bytes(jobs[i].w->dtype, jobs[i].w->cols);
+    }
     int64_t per = total / (24 * nth);
+    /* ...but not below ~64 KB of weights: a chunk has a fixed cost (claim, call, prefetch burst) */
+    const int64_t min_rows = total > 0 ? (int64_t)(65536.0 * (double)total / (bytes + 1.0)) : 16;
+    if (per < min_rows) per = min_rows;
     if (per < 16) per = 16;
     per = (per + 15) & ~(int64_t)15;
     int n = 0;
