@@ -277,6 +277,54 @@ static void test_edges(ds3_model *m, const char *tag) {
     ds3_sampler_free(smp);
 }
 
+/* 4. a ds3_spec_auto_memo carries the choice over calls: a memo that chose plain (speculation)
+ * makes the next call start with a full period of plain (speculative) steps, no probes; the
+ * output stays plain greedy's; a fresh memo is filled in by the call. */
+static void test_auto_memo(ds3_model *m, const char *tag) {
+    const int V = ds3_model_vocab_size(m);
+    char err[DS3_ERR_LEN];
+    ds3_session *s = session(m, 1, 16);
+    ds3_sampler_params spp = ds3_sampler_default_params();
+    spp.temp = 0;
+    ds3_sampler *smp = ds3_sampler_new(&spp, V);
+    int32_t a[60], b[60], prompt[6] = {1 % V, 7 % V, 3 % V, 9 % V, 4 % V, 2 % V};
+    collect ca = {a, 0, 60}, cb = {b, 0, 60};
+    ds3_gen_stats sa, sb;
+    CHECK(gen(s, smp, prompt, 6, 60, 0, 1, 0, &ca, &sa) == 0, "%s: plain generation failed", tag);
+    for (int chosen = -1; chosen <= 1; chosen++) { /* -1: an empty memo */
+        ds3_spec_auto_memo memo = {0};
+        if (chosen >= 0) {
+            memo.valid = 1;
+            memo.nring[0] = memo.nring[1] = 1;
+            memo.ring[0][0] = memo.ring[1][0] = 1e-3;
+            memo.spec_steps = 1;
+            memo.spec_tokens = 2;
+            memo.chosen = chosen;
+            memo.period = 256;
+        }
+        ds3_gen_params gp = ds3_gen_default_params();
+        gp.n_predict = 60;
+        gp.stop_at_eos = 0;
+        gp.spec = DS3_SPEC_AUTO;
+        gp.auto_memo = &memo;
+        gp.on_token = on_tok;
+        gp.ud = &cb;
+        cb.n = 0;
+        ds3_session_reset(s);
+        int rc = ds3_generate_spec(s, smp, prompt, 6, &gp, &sb, err, sizeof err);
+        CHECK(rc == 0 && cb.n == ca.n && memcmp(a, b, (size_t)ca.n * sizeof *a) == 0,
+              "%s: auto with memo (chosen %d) differs from plain greedy", tag, chosen);
+        if (chosen == 0) CHECK(sb.n_gen_spec == 0 && sb.n_switches == 0, "%s: memo chose plain, yet %d speculative tokens", tag, sb.n_gen_spec);
+        if (chosen == 1)
+            CHECK(sb.n_gen_spec == sb.n_gen - 1 && sb.n_switches == 0, "%s: memo chose speculation, yet %d of %d tokens speculative",
+                  tag, sb.n_gen_spec, sb.n_gen - 1);
+        if (chosen < 0) CHECK(memo.valid && memo.nring[0] > 0 && memo.nring[1] > 0 && memo.spec_tokens >= memo.spec_steps,
+                              "%s: auto did not fill in the memo", tag);
+    }
+    ds3_sampler_free(smp);
+    ds3_session_free(s);
+}
+
 /* ---- 3. chi-square ------------------------------------------------------------------------ */
 
 /* Upper 0.001 quantile of chi-square with df degrees of freedom (Wilson-Hilferty). */
@@ -477,6 +525,7 @@ int main(void) {
             test_batch_invariance(m, "synth-agree-fp8");
             test_greedy(m, "synth-agree-fp8", n_prompts, 200);
             test_edges(m, "synth-agree-fp8");
+            test_auto_memo(m, "synth-agree-fp8");
             g_threads = 2; /* the same with 2 threads (work is split differently for 1 and k+1 tokens) */
             test_batch_invariance(m, "synth-agree-fp8 2 threads");
             test_greedy(m, "synth-agree-fp8 2 threads", n_prompts / 5 > 0 ? n_prompts / 5 : 1, 200);

@@ -71,6 +71,7 @@ int ds3_cmd_chat(int argc, char **argv) {
     size_t nm = 0;
     int32_t *cached = NULL; /* tokens currently in the session's cache */
     size_t n_cached = 0;
+    ds3_spec_auto_memo memo = {0}; /* --spec auto: the choice carries over from turn to turn */
     if (system) msgs[nm++] = (ds3_chat_msg){.role = "system", .content = system};
     char *line = NULL;
     size_t lcap = 0;
@@ -114,6 +115,7 @@ int ds3_cmd_chat(int argc, char **argv) {
         gp.stop_at_eos = 1;
         gp.spec = o.spec;
         gp.n_draft = o.n_draft;
+        gp.auto_memo = &memo;
         gp.on_token = on_token;
         gp.ud = &co;
         ds3_gen_stats st;

@@ -63,8 +63,12 @@ void ds3_gen_stats_describe(const ds3_gen_stats *st, int n_draft, char *buf, siz
                         st->n_drafted ? 100.0 * st->n_accepted / st->n_drafted : 0.0,
                         (double)st->n_accepted / st->n_steps_spec, st->n_accepted, st->n_drafted);
     if (len < 0 || (size_t)len >= n) return;
-    if (st->spec_mode == DS3_SPEC_AUTO)
-        snprintf(buf + len, n - (size_t)len, "; spec steps %.1f tok/s, plain steps %.1f tok/s, %d switches",
-                 st->t_spec > 0 ? st->n_gen_spec / st->t_spec : 0.0, st->t_plain > 0 ? n_plain / st->t_plain : 0.0,
-                 st->n_switches);
+    if (st->spec_mode != DS3_SPEC_AUTO) return;
+    if (st->n_gen_spec > 0 && st->t_spec > 0)
+        len += snprintf(buf + len, n - (size_t)len, "; speculative steps %.1f tok/s", st->n_gen_spec / st->t_spec);
+    if (len < 0 || (size_t)len >= n) return;
+    if (n_plain > 0 && st->t_plain > 0)
+        len += snprintf(buf + len, n - (size_t)len, "; plain steps %.1f tok/s", n_plain / st->t_plain);
+    if (len < 0 || (size_t)len >= n) return;
+    snprintf(buf + len, n - (size_t)len, "; %d switch%s", st->n_switches, st->n_switches == 1 ? "" : "es");
 }

@@ -17,6 +17,19 @@ enum {
                         * (re-probed now and then); plain when the session has no MTP */
 };
 
+/* DS3_SPEC_AUTO's measurements, which a caller may keep across generate calls on one session
+ * (ds3_gen_params.auto_memo; chat keeps one for its turns) so that a later call starts with the
+ * earlier choice instead of probing both kinds of step again. Zero-initialise; the generator
+ * fills it in. */
+#define DS3_SPEC_AUTO_RING 8
+typedef struct {
+    int valid;
+    double ring[2][DS3_SPEC_AUTO_RING]; /* latest step times in seconds: [0] plain, [1] speculative */
+    int nring[2], iring[2];
+    long spec_steps, spec_tokens;       /* speculative steps timed, and the tokens they emitted */
+    int chosen, period;                 /* the last choice (1 speculative, 0 plain) and its period */
+} ds3_spec_auto_memo;
+
 typedef struct {
     int n_predict;              /* tokens to generate (>= 0) */
     int stop_at_eos;            /* stop after emitting the model's EOS (default 1) */
@@ -31,6 +44,7 @@ typedef struct {
     /* Tests: when non-zero, the kind of every DS3_SPEC_AUTO step is drawn at random from a
      * generator with this seed instead of from the timings (reaches every transition quickly). */
     uint64_t auto_test_seed;
+    ds3_spec_auto_memo *auto_memo; /* NULL, or measurements carried over calls (see above) */
     /* Called for every generated token; return non-zero to stop. */
     int (*on_token)(void *ud, int32_t token);
     void *ud;

@@ -63,21 +63,23 @@ static int emit(emitter *e, int32_t tok) {
 
 /* ---- DS3_SPEC_AUTO: which kind of step runs next.
  * Run in phases: a probe of the kind not in use (probe steps), then the kind with the lower cost
- * per token for `period` steps (a quarter of it when the two costs are within 15%); the period
- * doubles each time a probe confirms the choice (so a long run spends ever less on probes) and
- * resets when the choice flips. A step kind's cost per
- * token is the median of its last AUTO_RING step times (robust to a step that lost its core to
- * another process), divided for speculative steps by the run's mean tokens per speculative
- * step. */
-#define AUTO_RING 8
+ * per token for `period` steps (a quarter of it when the two costs are within 15%); a new choice
+ * (the first, or a flip) runs only period/8 steps before a confirming probe, then the period
+ * doubles each time a probe confirms the choice again (so a long run spends ever less on probes). A step kind's cost per token is the median of its last AUTO_RING
+ * step times (robust to a step that lost its core to another process), divided for speculative
+ * steps by their mean tokens per step. With a ds3_spec_auto_memo from an earlier call, the call
+ * starts with that call's choice and measurements instead of two probes. */
+#define AUTO_RING DS3_SPEC_AUTO_RING
 typedef struct {
     int spec;           /* kind of the current phase: 1 speculative, 0 plain */
     int left;           /* steps left in it */
     int probing;        /* it is a probe, not the chosen kind */
     int chosen;         /* the last choice (-1 before the first) */
+    int confirmed;      /* a probe after the choice's first (short) run agreed with it */
     int probe, period0, period;
     double ring[2][AUTO_RING]; /* recent step times in seconds, [0] plain, [1] speculative */
     int nring[2], iring[2];
+    long spec_steps, spec_tokens; /* speculative steps timed and the tokens they emitted */
     uint64_t test_rng;  /* ds3_gen_params.auto_test_seed: random kinds instead of timed ones */
 } auto_ctl;
 
@@ -96,17 +98,51 @@ static void auto_init(auto_ctl *a, const ds3_gen_params *gp) {
     a->left = a->probe;
     a->probing = 1;
     a->chosen = -1;
-    if ((a->test_rng = gp->auto_test_seed)) a->spec = auto_coin(a);
+    if ((a->test_rng = gp->auto_test_seed)) {
+        a->spec = auto_coin(a);
+        return;
+    }
+    const ds3_spec_auto_memo *mm = gp->auto_memo;
+    if (mm && mm->valid && mm->nring[0] > 0 && mm->nring[1] > 0 && mm->spec_tokens > 0) {
+        memcpy(a->ring, mm->ring, sizeof a->ring);
+        memcpy(a->nring, mm->nring, sizeof a->nring);
+        memcpy(a->iring, mm->iring, sizeof a->iring);
+        a->spec_steps = mm->spec_steps;
+        a->spec_tokens = mm->spec_tokens;
+        a->chosen = a->spec = mm->chosen != 0;
+        a->confirmed = 1;
+        a->period = mm->period < a->period0 ? a->period0 : mm->period > 16 * a->period0 ? 16 * a->period0 : mm->period;
+        a->left = a->period;
+        a->probing = 0;
+    }
 }
 
-static void auto_record(auto_ctl *a, int kind, double dt) {
+/* Keep the measurements for the caller's next call. */
+static void auto_save(const auto_ctl *a, const ds3_gen_params *gp) {
+    ds3_spec_auto_memo *mm = gp->auto_memo;
+    if (!mm || a->test_rng || a->chosen < 0) return;
+    memcpy(mm->ring, a->ring, sizeof a->ring);
+    memcpy(mm->nring, a->nring, sizeof a->nring);
+    memcpy(mm->iring, a->iring, sizeof a->iring);
+    mm->spec_steps = a->spec_steps;
+    mm->spec_tokens = a->spec_tokens;
+    mm->chosen = a->chosen;
+    mm->period = a->period;
+    mm->valid = 1;
+}
+
+static void auto_record(auto_ctl *a, int kind, double dt, int n_tokens) {
     a->ring[kind][a->iring[kind]] = dt;
     a->iring[kind] = (a->iring[kind] + 1) % AUTO_RING;
     if (a->nring[kind] < AUTO_RING) a->nring[kind]++;
+    if (kind == 1) {
+        a->spec_steps++;
+        a->spec_tokens += n_tokens;
+    }
 }
 
 /* Seconds per emitted token of a step kind (median step time / tokens per step). */
-static double auto_cost(const auto_ctl *a, const ds3_gen_stats *st, int kind) {
+static double auto_cost(const auto_ctl *a, int kind) {
     double v[AUTO_RING];
     const int n = a->nring[kind];
     memcpy(v, a->ring[kind], (size_t)n * sizeof *v);
@@ -117,7 +153,7 @@ static double auto_cost(const auto_ctl *a, const ds3_gen_stats *st, int kind) {
             v[j - 1] = t;
         }
     double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-    if (kind == 1 && st->n_gen_spec > 0) med *= (double)st->n_steps_spec / st->n_gen_spec;
+    if (kind == 1 && a->spec_tokens > 0) med *= (double)a->spec_steps / a->spec_tokens;
     return med;
 }
 
@@ -135,20 +171,30 @@ static void auto_next(auto_ctl *a, ds3_gen_stats *st) {
         a->left = a->probe;
         a->probing = 1;
     } else {
-        const double cs = auto_cost(a, st, 1), cp = auto_cost(a, st, 0);
+        const double cs = auto_cost(a, 1), cp = auto_cost(a, 0);
         const int best = cs < cp;
         /* Within 15% the estimate (a few steps, tokens per step from few speculative steps) may
          * have it wrong, but either choice then costs little, and so does probing again soon. */
         const int close = fabs(cs - cp) < 0.15 * (cs < cp ? cs : cp);
         if (a->probing || best != a->spec) { /* after a probe, or the running kind fell behind: run the faster */
-            a->period = best == a->chosen ? (a->period < 16 * a->period0 ? 2 * a->period : a->period) : a->period0;
+            const int short_run = a->period0 / 8 > 4 * a->probe ? a->period0 / 8 : 4 * a->probe;
+            if (a->chosen < 0 || best != a->chosen) {
+                /* a first choice, or a flip: rests on one probe, which a burst of load on this
+                 * shared machine can spoil, so check it again after a short run */
+                a->period = a->period0;
+                a->confirmed = 0;
+                a->left = short_run;
+            } else if (!a->confirmed) {
+                a->confirmed = 1;
+                a->left = a->period;
+            } else {
+                a->period = a->period < 16 * a->period0 ? 2 * a->period : a->period;
+                a->left = a->period;
+            }
+            if (close && a->left > a->period / 4) a->left = a->period / 4 > 4 * a->probe ? a->period / 4 : 4 * a->probe;
+            if (a->left > a->period) a->left = a->period;
             a->chosen = best;
             a->spec = best;
-            a->left = a->period;
-            if (close) {
-                a->left = a->period / 4 > 4 * a->probe ? a->period / 4 : 4 * a->probe;
-                if (a->left > a->period) a->left = a->period;
-            }
             a->probing = 0;
         } else { /* the chosen kind ran its period: probe the other */
             a->spec = !best;
@@ -159,7 +205,7 @@ static void auto_next(auto_ctl *a, ds3_gen_stats *st) {
     st->n_switches += a->spec != prev;
     if (getenv("DS3_SPEC_TRACE"))
         fprintf(stderr, "[auto] gen %d: cost spec %.1f us/tok (%d), plain %.1f us/tok (%d) -> %s %s %d steps\n", st->n_gen,
-                a->nring[1] ? 1e6 * auto_cost(a, st, 1) : 0.0, a->nring[1], a->nring[0] ? 1e6 * auto_cost(a, st, 0) : 0.0,
+                a->nring[1] ? 1e6 * auto_cost(a, 1) : 0.0, a->nring[1], a->nring[0] ? 1e6 * auto_cost(a, 0) : 0.0,
                 a->nring[0], a->spec ? "spec" : "plain", a->probing ? "probe" : "run", a->left);
 }
 
@@ -248,7 +294,7 @@ int ds3_generate_spec(ds3_session *s, ds3_sampler *smp, const int32_t *prompt, i
             x = nx;
             const double t_step = ds3_time_s() - ts;
             st->t_plain += t_step;
-            auto_record(&ac, 0, t_step);
+            auto_record(&ac, 0, t_step, 1);
             if (stop_at) break;
             auto_next(&ac, st);
             continue;
@@ -332,7 +378,7 @@ int ds3_generate_spec(ds3_session *s, ds3_sampler *smp, const int32_t *prompt, i
         if (stop_at) break;
         x = nx;
         if (is_auto) {
-            auto_record(&ac, 1, t_step);
+            auto_record(&ac, 1, t_step, a + 1);
             auto_next(&ac, st);
         }
     }
@@ -340,7 +386,8 @@ done:
     /* plain steps at the end stay unreplayed: replaying them would cost time for drafts that no
      * step of this call will make (a later call continues the MTP at its own n_past) */
     st->n_mtp_gap += n_pend;
-    if (getenv("DS3_SPEC_TRACE"))
+    if (is_auto) auto_save(&ac, gp);
+    if (is_auto && getenv("DS3_SPEC_TRACE"))
         fprintf(stderr, "[auto] end: spec %d tok in %.3f ms, plain %d tok in %.3f ms, total %.3f ms\n", st->n_gen_spec,
                 1e3 * st->t_spec, st->n_gen - 1 - st->n_gen_spec, 1e3 * st->t_plain, 1e3 * (ds3_time_s() - t0));
     st->t_gen = ds3_time_s() - t0;
