@@ -39,7 +39,7 @@ typedef struct {
      * in use lasts auto_probe steps (default 4); the faster kind then runs auto_period steps
      * (default 256) before the next probe, a period that doubles while the choice holds (up to
      * 16x). Before speculation resumes, the MTP replays at most the last auto_window plain steps
-     * (default 16; between auto_window/2 and auto_window after a longer plain stretch). */
+     * (default 8; between auto_window/2 and auto_window after a longer plain stretch). */
     int auto_probe, auto_period, auto_window;
     /* Tests: when non-zero, the kind of every DS3_SPEC_AUTO step is drawn at random from a
      * generator with this seed instead of from the timings (reaches every transition quickly). */

@@ -228,7 +228,7 @@ int ds3_generate_spec(ds3_session *s, ds3_sampler *smp, const int32_t *prompt, i
     /* auto: (h_P, x_{P+1}) of the latest plain steps not yet seen by the MTP, replayed in one
      * batched MTP call before the next speculative step; when the buffer is full the older half
      * is dropped (those positions become the MTP's gap) */
-    const int pend_cap = gp->auto_window > 1 ? gp->auto_window : 16;
+    const int pend_cap = gp->auto_window > 1 ? gp->auto_window : 8;
     float *logits = malloc((size_t)(K + 1) * V * sizeof *logits); /* (K+1, V) verify logits */
     float *q = greedy ? NULL : malloc((size_t)K * V * sizeof *q); /* (K, V) draft distributions */
     float *p = greedy ? NULL : malloc((size_t)V * sizeof *p);      /* (V,) target distribution */
