@@ -42,11 +42,14 @@ typedef struct {
     atomic_int next;
 } many_job;
 
+/* like ds3_mm: whole matrices claimed in turn, the next one likely i + nth (prefetch hint) */
 static void many_fn(void *arg, int ith, int nth) {
-    (void)ith, (void)nth;
     many_job *j = arg;
-    for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->n;)
+    for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->n;) {
+        ds3_matmul_prefetch_next(i + nth < j->n ? &j->ms[i + nth] : NULL, 0);
         ds3_kern->matmul(&j->ms[i], 0, j->ms[i].rows, j->x, (size_t)j->ms[i].cols, 1, j->y + (size_t)ith * 1024, 1024);
+    }
+    ds3_matmul_prefetch_next(NULL, 0);
 }
 
 static ds3_mat make(ds3_dtype dt, int64_t rows, int64_t cols) {
