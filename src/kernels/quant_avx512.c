@@ -24,6 +24,9 @@
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 #define AI static inline __attribute__((always_inline)) VNNI
 #define UNROLL _Pragma("GCC unroll 16")
+#ifndef RMAX8_T
+#define RMAX8_T 2 /* up to this T, tiles of 8 rows: twice the rows in flight, measured 2x from DRAM at T=1 */
+#endif
 #ifndef PF_DIST
 #define PF_DIST 16384 /* software prefetch distance, bytes ahead of the row being read */
 #endif
@@ -434,7 +437,7 @@ AI void wq4k_grp(const uint8_t *p, int two, __m512i *W, __m512 *SC, __m512 *MN) 
 /* One group of R rows x C tokens. type 0 Q8_0, 1 Q4_0, 2 Q4_K; n = blocks (Q8_0/Q4_0, 16 = full)
  * or super-blocks (Q4_K, 2 = full) in this group. */
 AI void zgroup(const int type, const uint8_t *const *rows, const int R, const ztok *tk, const int C, int64_t g, int n,
-               __m512 acc[4][4], int pf) {
+               __m512 acc[8][4], int pf) {
     const size_t gb = type == 0 ? 544 : 288; /* bytes per group */
     UNROLL for (int r = 0; r < R; r++) {
         const uint8_t *p = rows[r] + (size_t)g * gb;
@@ -464,7 +467,7 @@ AI void zgroup(const int type, const uint8_t *const *rows, const int R, const zt
 
 AI void ztile(const int type, const uint8_t *const *rows, const int R, const ztok *tk, const int C, int64_t cols,
               float *out, size_t ldo, int pf) {
-    __m512 acc[4][4];
+    __m512 acc[8][4];
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     const int64_t nb = type == 2 ? cols / 256 : cols / 32, per = type == 2 ? 2 : 16;
     const int64_t ng = nb / per;
@@ -487,7 +490,10 @@ VNNI static void ztile_dispatch(int type, const uint8_t *const *rows, int R, con
     } while (0)
 #define ZR(TY)                                                                                                      \
     do {                                                                                                            \
-        if (R == 4) ZC(TY, 4);                                                                                      \
+        if (R == 8) {                                                                                               \
+            if (C == 2) ZT(TY, 8, 2);                                                                               \
+            else ZT(TY, 8, 1);                                                                                      \
+        } else if (R == 4) ZC(TY, 4);                                                                               \
         else ZC(TY, 1);                                                                                             \
     } while (0)
     if (type == 0) ZR(0);
@@ -560,29 +566,28 @@ VNNI static void q512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const flo
         ds3_qkernels_ref.matmul(w, r0, r1, x, ldx, T, y, ldy);
         return;
     }
-    float tmp[16];
-    for (int64_t r = r0; r < r1; r += 4) {
-        const int R = r1 - r >= 4 ? 4 : 1;
-        const int Rn = r1 - r >= 4 ? 4 : (int)(r1 - r);
-        for (int rr = 0; rr < Rn; rr += R) {
-            const uint8_t *rows[4];
-            for (int i = 0; i < R; i++) rows[i] = base + (size_t)(r + rr + i) * rb;
-            /* up to 4 tokens per pass over the rows; only the first pass prefetches */
-            for (int t = 0; t < T; t += 4) {
-                const int C = T - t < 4 ? T - t : 4;
-                if (ztype >= 0) {
-                    ztok tk[4];
-                    for (int c = 0; c < C; c++) tk[c] = ztok_at(&za, t + c);
-                    ztile_dispatch(ztype, rows, R, tk, C, w->cols, tmp, 4, t == 0);
-                } else {
-                    tokv tk[4];
-                    for (int c = 0; c < C; c++) tk[c] = tok_at(&a, t + c);
-                    tile_dispatch(dt, rows, R, tk, C, w->cols, tmp, 4, t == 0);
-                }
-                for (int c = 0; c < C; c++)
-                    for (int i = 0; i < R; i++) y[(size_t)(t + c) * ldy + (size_t)(r + rr + i - r0)] = tmp[c * 4 + i];
+    float tmp[32];
+    for (int64_t r = r0; r < r1;) {
+        /* 8 rows at once for one or two tokens (the Z path), else 4, then single rows */
+        const int R = ztype >= 0 && T <= RMAX8_T && r1 - r >= 8 ? 8 : r1 - r >= 4 ? 4 : 1;
+        const uint8_t *rows[8];
+        for (int i = 0; i < R; i++) rows[i] = base + (size_t)(r + i) * rb;
+        /* up to 4 tokens per pass over the rows; only the first pass prefetches */
+        for (int t = 0; t < T; t += 4) {
+            const int C = T - t < 4 ? T - t : 4;
+            if (ztype >= 0) {
+                ztok tk[4];
+                for (int c = 0; c < C; c++) tk[c] = ztok_at(&za, t + c);
+                ztile_dispatch(ztype, rows, R, tk, C, w->cols, tmp, 8, t == 0);
+            } else {
+                tokv tk[4];
+                for (int c = 0; c < C; c++) tk[c] = tok_at(&a, t + c);
+                tile_dispatch(dt, rows, R, tk, C, w->cols, tmp, 8, t == 0);
             }
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < R; i++) y[(size_t)(t + c) * ldy + (size_t)(r + i - r0)] = tmp[c * 8 + i];
         }
+        r += R;
     }
 }
 
