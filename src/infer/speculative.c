@@ -4,11 +4,12 @@
  *   - the main cache holds positions 0..P-1; x_P is the last emitted token, not yet evaluated;
  *   - the MTP cache holds positions 0..P-1 too: MTP position i was run on (h_i, x_{i+1}), h_i the
  *     main model's final-normed hidden at i, so its logits at P-1 are the draft distribution q_1
- *     for x_{P+1}.
+ *     for x_{P+1}. (After a gap, below, it holds fewer positions, the last of them still the
+ *     pair (h_{P-1}, x_P).)
  * One step:
  *   1. draft d_1 ~ q_1; with n_draft k > 1, chain the depth-1 module on its own output
  *      (shared_head-normed hidden at P-1+j, d_j) at position P+j-1 for d_{j+1} ~ q_{j+1}, then
- *      roll the MTP cache back to P (those positions used drafted, not exact, hiddens);
+ *      roll the MTP cache back to where it was (those positions used drafted, not exact, hiddens);
  *   2. verify: one main eval of [x_P, d_1..d_k] at P..P+k with logits at every position;
  *      row j is the exact target distribution p_j of x_{P+j+1};
  *   3. accept the longest prefix: greedy accepts d_{j+1} iff argmax p_j == d_{j+1}; sampling
