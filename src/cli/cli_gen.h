@@ -12,7 +12,7 @@
 typedef struct {
     const char *model;     /* -m; NULL = default model */
     int threads, n_ctx, n_batch, n_predict;
-    int spec;              /* -1 = auto (on when the model has MTP), 0 none, 1 mtp */
+    int spec;              /* -1 unset (auto when the model has MTP), else DS3_SPEC_NONE/_MTP/_AUTO */
     int n_draft;
     int ignore_eos;
     ds3_model_params mp;
