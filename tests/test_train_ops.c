@@ -51,7 +51,7 @@ static void test_tmm(void) {
                 CHECK(e1 < 1e-4 && e2 < 1e-4, "tmm op %d %dx%dx%d acc %d: ref err %g, %s err %g", op, M, N, K, acc, e1,
                       best, e2);
                 CHECK(!memcmp(C2, C3, M * ldc * 4), "tmm op %d %dx%dx%d: threaded result differs", op, M, N, K);
-                free(A), free(B), free(C0), free(C1), free(C2), free(C3), free(Cr);
+                tu_free_all(); /* A, B, C0..C3, Cr */
             }
     ds3_pool_free(pool);
     printf("# tmm kernels: %s\n", best);
@@ -148,8 +148,8 @@ static void test_router(const char *name, const char *json, int group) {
     if (tu_config(&c, json)) { CHECK(0, "config %s", name); return; }
     const int N = 8, Nr = c.n_routed_experts, K = c.num_experts_per_tok;
     rt_t a = {&c, tu_rand(N * Nr, 2), tu_rand(Nr, 0.2f), tu_zeros(N * Nr), tu_zeros(N * K), tu_rand(N * K, 1),
-              tu_zeros(N * Nr), tu_zeros(2 * Nr + 16), malloc(N * K * 4), N, group, 0.5f};
-    int32_t *ids0 = malloc(N * K * 4);
+              tu_zeros(N * Nr), tu_zeros(2 * Nr + 16), tu_keep(malloc(N * K * 4)), N, group, 0.5f};
+    int32_t *ids0 = tu_keep(malloc(N * K * 4));
     rt_loss(&a);
     memcpy(ids0, a.ids, N * K * 4);
     float *dl = tu_zeros(N * Nr);
@@ -187,7 +187,7 @@ static void alloc_layer(const ds3_config *c, ds3_tlayer *w, ds3_tlayer *g, int m
         w->is_moe = g->is_moe = 1;
         PAIR(router, (size_t)Nr * d, 0.5f);
         w->router_bias = tu_rand(Nr, 0.1f);
-        w->experts = calloc(Nr, sizeof(ds3_tffn)), g->experts = calloc(Nr, sizeof(ds3_tffn));
+        w->experts = tu_keep(calloc(Nr, sizeof(ds3_tffn))), g->experts = tu_keep(calloc(Nr, sizeof(ds3_tffn)));
         for (int e = 0; e < Nr; e++) {
             PAIR(experts[e].gu, (size_t)2 * I * d, 0.3f);
             PAIR(experts[e].down, (size_t)d * I, 0.3f);
@@ -212,12 +212,12 @@ static void test_moe(ds3_ctx *ctx, const char *name, const char *json) {
     const int I = c.moe_intermediate_size, Is = c.n_shared_experts * I;
     ds3_tlayer w, g;
     alloc_layer(&c, &w, &g, 1);
-    ds3_moe_act act = {tu_zeros(N * Nr), tu_zeros(N * Nr), malloc(N * K * 4), tu_zeros(N * K), tu_zeros(N * Nr),
-                       malloc((Nr + 1) * 4), malloc(N * K * 4), malloc(N * K * 4), tu_zeros(N * K * 2 * I),
+    ds3_moe_act act = {tu_zeros(N * Nr), tu_zeros(N * Nr), tu_keep(malloc(N * K * 4)), tu_zeros(N * K), tu_zeros(N * Nr),
+                       tu_keep(malloc((Nr + 1) * 4)), tu_keep(malloc(N * K * 4)), tu_keep(malloc(N * K * 4)), tu_zeros(N * K * 2 * I),
                        tu_zeros(N * K * I), tu_zeros(N * K * d), tu_zeros(N * 2 * Is), tu_zeros(N * Is)};
     ds3_moe_scratch sc = {tu_zeros(N * K * d), tu_zeros(N * K * d), tu_zeros(N * K * 2 * I), tu_zeros(N * K * I),
                           tu_zeros(N * K * d), tu_zeros(N * 2 * Is), tu_zeros(N * Is), tu_zeros(N * K),
-                          tu_zeros(N * Nr + Nr), tu_zeros(2 * Nr + 16), calloc(2 * Nr + 8, sizeof(ds3_tmm_job))};
+                          tu_zeros(N * Nr + Nr), tu_zeros(2 * Nr + 16), tu_keep(calloc(2 * Nr + 8, sizeof(ds3_tmm_job)))};
     moe_t a = {ctx, &c, &w, tu_rand(N * d, 1), tu_rand(N * d, 1), tu_zeros(N * d), &act, &sc, N, T};
     float *dx = tu_zeros(N * d);
     moe_loss(&a);
@@ -302,5 +302,6 @@ int main(void) {
              "\"qk_nope_head_dim\":6,\"qk_rope_head_dim\":8,\"v_head_dim\":5,\"rope_scaling\":{\"type\":\"yarn\","
              "\"factor\":4,\"original_max_position_embeddings\":4,\"mscale\":1,\"mscale_all_dim\":0.8}}");
     tu_ctx_free(&ctx);
+    tu_free_all();
     return TEST_REPORT();
 }

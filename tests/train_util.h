@@ -16,12 +16,23 @@ static inline float tu_uniform(void) { return (float)((ds3_rng_next(&tu_rng) >> 
 static inline void tu_fill(float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = scale * tu_uniform();
 }
+/* tu_rand/tu_zeros buffers are kept on one list and released together by tu_free_all()
+ * (LeakSanitizer runs in `make test-asan`); a test that calls tu_free_all must not free() them. */
+static void *tu_allocs[8192];
+static int tu_n_allocs;
+static inline void *tu_keep(void *p) {
+    if (p && tu_n_allocs < (int)(sizeof tu_allocs / sizeof tu_allocs[0])) tu_allocs[tu_n_allocs++] = p;
+    return p;
+}
+static inline void tu_free_all(void) {
+    while (tu_n_allocs > 0) free(tu_allocs[--tu_n_allocs]);
+}
 static inline float *tu_rand(size_t n, float scale) {
-    float *x = ds3_alloc_aligned((n ? n : 1) * sizeof(float));
+    float *x = tu_keep(ds3_alloc_aligned((n ? n : 1) * sizeof(float)));
     tu_fill(x, n, scale);
     return x;
 }
-static inline float *tu_zeros(size_t n) { return ds3_alloc_aligned((n ? n : 1) * sizeof(float)); }
+static inline float *tu_zeros(size_t n) { return tu_keep(ds3_alloc_aligned((n ? n : 1) * sizeof(float))); }
 
 static inline int tu_config(ds3_config *c, const char *json) {
     char err[DS3_ERR_LEN];
@@ -37,7 +48,7 @@ static inline ds3_ctx tu_ctx(int nth, size_t tbuf_floats) {
     c.pool = ds3_pool_new(nth);
     c.tbuf_floats = tbuf_floats;
     c.tbuf = calloc((size_t)nth, sizeof(float *));
-    for (int i = 0; i < nth; i++) c.tbuf[i] = tu_zeros(tbuf_floats);
+    for (int i = 0; i < nth; i++) c.tbuf[i] = ds3_alloc_aligned((tbuf_floats ? tbuf_floats : 1) * sizeof(float));
     return c;
 }
 static inline void tu_ctx_free(ds3_ctx *c) {
@@ -58,7 +69,8 @@ typedef double (*tu_loss_fn)(void *ctx);
 /* Denominator floor: f32 forward noise makes tiny directional derivatives unmeasurable. */
 static double tu_fd_floor = 1e-9;
 static inline double tu_fd(tu_loss_fn loss, void *ctx, float *x, const float *g, size_t n, float eps) {
-    float *u = tu_rand(n, 1.0f), *x0 = tu_zeros(n);
+    float *u = ds3_alloc_aligned((n ? n : 1) * sizeof(float)), *x0 = ds3_alloc_aligned((n ? n : 1) * sizeof(float));
+    tu_fill(u, n, 1.0f);
     memcpy(x0, x, n * sizeof(float));
     for (size_t i = 0; i < n; i++) x[i] = x0[i] + eps * u[i];
     double lp = loss(ctx);
