@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
     const double secs = argc > 3 ? atof(argv[3]) : 0.3;
     ds3_kernels_init();
     printf("bench_quant: quantised kernels %s, 1 thread, CPU time\n", ds3_qkern->name);
-    static const int64_t shapes[][2] = {{448, 1024}, {1024, 448}, {1536, 384}, {1024, 1024}, {2048, 1024}};
+    static const int64_t shapes[][2] = {{448, 1024}, {1024, 448}, {1536, 384}, {1024, 1024}, {2048, 1024}, {256, 64}, {64, 256}};
     const int Ts[] = {1, 2, 4, 64};
     float *x = malloc(64 * 4096 * sizeof *x), *y = malloc(64 * 32768 * sizeof *y);
     for (int i = 0; i < 64 * 4096; i++) x[i] = frand() * (i % 13 == 0 ? 4.0f : 1.0f);

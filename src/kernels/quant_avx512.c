@@ -27,6 +27,9 @@
 #ifndef RMAX8_T
 #define RMAX8_T 2 /* up to this T, tiles of 8 rows: twice the rows in flight, measured 2x from DRAM at T=1 */
 #endif
+#ifndef ZMIN_K
+#define ZMIN_K 128 /* Q8_0/Q4_0 rows shorter than this (attn_k_b: 64) take the pair path: a Z group would be mostly padding */
+#endif
 #ifndef PF_DIST
 #define PF_DIST 16384 /* software prefetch distance, bytes ahead of the row being read */
 #endif
@@ -113,6 +116,77 @@ AI tokv tok_at(const qact *a, int t) {
 }
 
 AI __m512i dpbusd(__m512i w, __m512i a) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, a); }
+
+/* ---- Q8_0 / Q4_0 rows shorter than ZMIN_K (attn_k_b: 64 columns): pairs of
+ * 32-blocks, acc += (cvt(I) * DA - DSk) * DW, no padding to 512 ---- */
+
+/* weights of blocks 2p, 2p+1 (half = 1: only block 2p, upper lanes zero) */
+AI void w_q8_0(const uint8_t *row, int64_t p, int half, __m512i *W, __m512 *DW) {
+    const ds3_blk_q8_0 *b0 = (const ds3_blk_q8_0 *)row + 2 * p;
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    if (!half) {
+        const ds3_blk_q8_0 *b1 = b0 + 1;
+        __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b0->qs)),
+                                       _mm256_loadu_si256((const __m256i *)b1->qs), 1);
+        *W = _mm512_xor_si512(w, x80);
+        *DW = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)b1->d), _mm_set1_epi16((short)b0->d)));
+    } else {
+        *W = _mm512_zextsi256_si512(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b0->qs), _mm256_set1_epi8((char)0x80)));
+        *DW = _mm512_zextps256_ps512(_mm256_cvtph_ps(_mm_set1_epi16((short)b0->d)));
+    }
+}
+
+AI void w_q4_0(const uint8_t *row, int64_t p, int half, __m512i *W, __m512 *DW) {
+    const ds3_blk_q4_0 *b0 = (const ds3_blk_q4_0 *)row + 2 * p;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m128i q0 = _mm_loadu_si128((const __m128i *)b0->qs);
+    __m128i q1 = half ? _mm_setzero_si128() : _mm_loadu_si128((const __m128i *)(b0 + 1)->qs);
+    __m256i Q = _mm256_set_m128i(q1, q0);
+    __m256i lo = _mm256_and_si256(Q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(Q, 4), m4);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* [lo0 lo1 hi0 hi1] */
+    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));           /* [lo0 hi0 lo1 hi1] */
+    if (half) {
+        *W = _mm512_zextsi256_si512(_mm512_castsi512_si256(z));
+        *DW = _mm512_zextps256_ps512(_mm256_cvtph_ps(_mm_set1_epi16((short)b0->d)));
+    } else {
+        *W = z;
+        *DW = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)(b0 + 1)->d), _mm_set1_epi16((short)b0->d)));
+    }
+}
+
+#define TILE_0(NAME, WFN)                                                                                           \
+    AI void NAME(const uint8_t *const *rows, const int R, const tokv *tk, const int C, int64_t nb, float *out,      \
+                 size_t ldo, int pf) {                                                                              \
+        __m512 acc[4][4];                                                                                           \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();      \
+        const int64_t np = nb / 2;                                                                                  \
+        for (int64_t p = 0; p <= np; p++) {                                                                         \
+            const int half = p == np;                                                                               \
+            if (half && !(nb & 1)) break;                                                                           \
+            __m512i W[4];                                                                                           \
+            __m512 DW[4];                                                                                           \
+            UNROLL for (int r = 0; r < R; r++) {                                                                    \
+                if (pf) _mm_prefetch((const char *)rows[r] + PF_DIST + 68 * p, _MM_HINT_T0);                        \
+                WFN(rows[r], p, half, &W[r], &DW[r]);                                                               \
+            }                                                                                                       \
+            UNROLL for (int c = 0; c < C; c++) {                                                                    \
+                const __mmask64 m = half ? 0xFFFFFFFFull : ~0ull;                                                   \
+                const __mmask16 mf = half ? 0x00FF : 0xFFFF;                                                        \
+                const __m512i A = _mm512_maskz_loadu_epi8(m, tk[c].q + 64 * p);                                     \
+                const __m512 DA = _mm512_maskz_loadu_ps(mf, tk[c].dav + 16 * p);                                    \
+                const __m512 DS = _mm512_maskz_loadu_ps(mf, tk[c].dsv + 16 * p);                                    \
+                UNROLL for (int r = 0; r < R; r++) {                                                                \
+                    const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(dpbusd(W[r], A)), DA, DS);                  \
+                    acc[r][c] = _mm512_fmadd_ps(t, DW[r], acc[r][c]);                                               \
+                }                                                                                                   \
+            }                                                                                                       \
+        }                                                                                                           \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) out[(size_t)c * ldo + r] =            \
+            _mm512_reduce_add_ps(acc[r][c]);                                                                        \
+    }
+
+TILE_0(tile_q8_0, w_q8_0)
+TILE_0(tile_q4_0, w_q4_0)
 
 /* ---- K-quants: super-blocks of 256 = 4 pairs of 32-blocks ----
  * acc += cvt(I) * DA * SCp per pair; per super-block acc -= corr(row) * corr(token):
@@ -298,14 +372,16 @@ AI ztok ztok_at(const zact *a, int t) {
     return v;
 }
 
-/* 8 vectors of 16 int32 -> one: lane l = sum of the 8 lanes of block zblk(l) */
-AI __m512i tree8(const __m512i *v) {
-    const __m512i x01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
-    const __m512i x23 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
-    const __m512i x45 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[4], v[5]), _mm512_unpackhi_epi32(v[4], v[5]));
-    const __m512i x67 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[6], v[7]), _mm512_unpackhi_epi32(v[6], v[7]));
+/* 8 vectors of 16 int32 -> one: lane l = sum of the 8 lanes of block zblk(l). Only v[0..NP) are
+ * non-zero; the steps that would add zeros are skipped. */
+AI __m512i tree8(const __m512i *v, const int NP) {
+    const __m512i z = _mm512_setzero_si512();
+    const __m512i x01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], NP > 1 ? v[1] : z), _mm512_unpackhi_epi32(v[0], NP > 1 ? v[1] : z));
+    const __m512i x23 = NP > 2 ? _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3])) : z;
+    const __m512i x45 = NP > 4 ? _mm512_add_epi32(_mm512_unpacklo_epi32(v[4], v[5]), _mm512_unpackhi_epi32(v[4], v[5])) : z;
+    const __m512i x67 = NP > 4 ? _mm512_add_epi32(_mm512_unpacklo_epi32(v[6], v[7]), _mm512_unpackhi_epi32(v[6], v[7])) : z;
     const __m512i y0 = _mm512_add_epi32(_mm512_unpacklo_epi64(x01, x23), _mm512_unpackhi_epi64(x01, x23));
-    const __m512i y1 = _mm512_add_epi32(_mm512_unpacklo_epi64(x45, x67), _mm512_unpackhi_epi64(x45, x67));
+    const __m512i y1 = NP > 4 ? _mm512_add_epi32(_mm512_unpacklo_epi64(x45, x67), _mm512_unpackhi_epi64(x45, x67)) : z;
     return _mm512_add_epi32(_mm512_shuffle_i32x4(y0, y1, 0x88), _mm512_shuffle_i32x4(y0, y1, 0xDD));
 }
 
@@ -332,46 +408,35 @@ static const int16_t q8_dix[32] = {0, 34, 4, 38, 17, 51, 21, 55, 8, 42, 12, 46, 
 static const int8_t q8_bix[64] = {2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
                                   24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47,
                                   48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67};
-AI void wq8_grp(const uint8_t *p, int nblk, __m512i *W, __m512 *DW) {
+AI void wq8_grp(const uint8_t *p, int nblk, const int NP, __m512i *W, __m512 *DW) {
     const __m512i x80 = _mm512_set1_epi8((char)0x80);
     __m512i L[9];
-    UNROLL for (int k = 0; k < 9; k++) {
+    UNROLL for (int k = 0; k <= NP; k++) {
         if (nblk == 16 && k < 8) L[k] = _mm512_loadu_si512(p + 64 * k);
         else {
             const int64_t left = 34 * nblk - 64 * k;
             L[k] = _mm512_maskz_loadu_epi8(left >= 64 ? ~0ull : left <= 0 ? 0 : (1ull << left) - 1, p + 64 * k);
         }
     }
-#ifndef ZW_NO_VBMI
     const __m512i bix = _mm512_loadu_si512(q8_bix);
     UNROLL for (int q = 0; q < 8; q++)
-        W[q] = _mm512_xor_si512(_mm512_permutex2var_epi8(L[q], _mm512_add_epi8(bix, _mm512_set1_epi8((char)(4 * q))), L[q + 1]), x80);
-#else
-    UNROLL for (int q = 0; q < 8; q++) {
-        __m256i lo, hi;
-        if (nblk == 16) {
-            lo = _mm256_loadu_si256((const __m256i *)(p + 68 * q + 2));
-            hi = _mm256_loadu_si256((const __m256i *)(p + 68 * q + 36));
-        } else {
-            lo = _mm256_maskz_loadu_epi8(2 * q < nblk ? ~0u : 0u, p + 68 * q + 2);
-            hi = _mm256_maskz_loadu_epi8(2 * q + 1 < nblk ? ~0u : 0u, p + 68 * q + 36);
-        }
-        W[q] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), x80);
-    }
-#endif
+        W[q] = q < NP ? _mm512_xor_si512(
+                            _mm512_permutex2var_epi8(L[q], _mm512_add_epi8(bix, _mm512_set1_epi8((char)(4 * q))), L[q + 1]), x80)
+                      : _mm512_setzero_si512();
     /* the 16 f16 scales (words 17m) from four 128-byte windows, 4 blocks each */
     const __m512i ix = _mm512_loadu_si512(q8_dix);
     __m512i h = _mm512_maskz_permutex2var_epi16(0x0033, L[0], ix, L[1]);
-    h = _mm512_or_si512(h, _mm512_maskz_permutex2var_epi16(0x00CC, L[2], ix, L[3]));
-    h = _mm512_or_si512(h, _mm512_maskz_permutex2var_epi16(0x3300, L[4], ix, L[5]));
-    h = _mm512_or_si512(h, _mm512_maskz_permutex2var_epi16(0xCC00, L[6], ix, L[7]));
+    if (NP > 2) h = _mm512_or_si512(h, _mm512_maskz_permutex2var_epi16(0x00CC, L[2], ix, L[3]));
+    if (NP > 4) h = _mm512_or_si512(h, _mm512_maskz_permutex2var_epi16(0x3300, L[4], ix, L[5]));
+    if (NP > 6) h = _mm512_or_si512(h, _mm512_maskz_permutex2var_epi16(0xCC00, L[6], ix, L[7]));
     *DW = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
 }
 
 /* Q4_0 group: 16 blocks (288 bytes); pair q -> [lo0 hi0 lo1 hi1] = elements of block 2q, 2q+1 */
-AI void wq4_grp(const uint8_t *p, int nblk, __m512i *W, __m512 *DW) {
+AI void wq4_grp(const uint8_t *p, int nblk, const int NP, __m512i *W, __m512 *DW) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    UNROLL for (int q = 0; q < 8; q++) {
+    UNROLL for (int q = NP; q < 8; q++) W[q] = _mm512_setzero_si512();
+    UNROLL for (int q = 0; q < NP; q++) {
         __m128i q0, q1;
         if (nblk == 16) {
             q0 = _mm_loadu_si128((const __m128i *)(p + 36 * q + 2));
@@ -435,25 +500,29 @@ AI void wq4k_grp(const uint8_t *p, int two, __m512i *W, __m512 *SC, __m512 *MN) 
 }
 
 /* One group of R rows x C tokens. type 0 Q8_0, 1 Q4_0, 2 Q4_K; n = blocks (Q8_0/Q4_0, 16 = full)
- * or super-blocks (Q4_K, 2 = full) in this group. */
+ * or super-blocks (Q4_K, 2 = full) in this group; only its first NP (1, 2, 4 or 8) vectors are
+ * non-zero (a short tail, e.g. the 64 columns of attn_k_b, skips the rest: the integer block sums
+ * are the same whichever vectors are added, so outputs still do not depend on T or the split). */
 AI void zgroup(const int type, const uint8_t *const *rows, const int R, const ztok *tk, const int C, int64_t g, int n,
-               __m512 acc[8][4], int pf) {
+               const int NP, __m512 acc[8][4], int pf) {
     const size_t gb = type == 0 ? 544 : 288; /* bytes per group */
+    const size_t pfb = NP == 8 ? gb + 32 : (size_t)NP * 68 + 64;
     UNROLL for (int r = 0; r < R; r++) {
         const uint8_t *p = rows[r] + (size_t)g * gb;
         if (pf)
-            UNROLL for (size_t o = 0; o < gb + 32; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+            UNROLL for (size_t o = 0; o < pfb; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
         __m512i W[8];
         __m512 S, M = _mm512_setzero_ps();
-        if (type == 0) wq8_grp(p, n, W, &S);
-        else if (type == 1) wq4_grp(p, n, W, &S);
+        if (type == 0) wq8_grp(p, n, NP, W, &S);
+        else if (type == 1) wq4_grp(p, n, NP, W, &S);
         else wq4k_grp(p, n == 2, W, &S, &M);
         UNROLL for (int c = 0; c < C; c++) {
             const int8_t *aq = tk[c].q + (size_t)g * 512;
             __m512i d[8];
             UNROLL for (int q = 0; q < 8; q++)
-                d[q] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[q], _mm512_loadu_si512(aq + 64 * q));
-            const __m512 f = _mm512_cvtepi32_ps(tree8(d));
+                d[q] = q < NP ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[q], _mm512_loadu_si512(aq + 64 * q))
+                              : _mm512_setzero_si512();
+            const __m512 f = _mm512_cvtepi32_ps(tree8(d, NP));
             const __m512 DA = _mm512_loadu_ps(tk[c].da + 16 * g), DS = _mm512_loadu_ps(tk[c].ds + 16 * g);
             if (type == 2) {
                 acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(f, DA), S, acc[r][c]);
@@ -472,8 +541,14 @@ AI void ztile(const int type, const uint8_t *const *rows, const int R, const zto
     const int64_t nb = type == 2 ? cols / 256 : cols / 32, per = type == 2 ? 2 : 16;
     const int64_t ng = nb / per;
     const int tail = (int)(nb % per);
-    for (int64_t g = 0; g < ng; g++) zgroup(type, rows, R, tk, C, g, per, acc, pf);
-    if (tail) zgroup(type, rows, R, tk, C, ng, tail, acc, pf);
+    for (int64_t g = 0; g < ng; g++) zgroup(type, rows, R, tk, C, g, per, 8, acc, pf);
+    if (tail) {
+        const int np = type == 2 ? 4 : (tail + 1) / 2; /* vectors holding data */
+        if (np <= 1) zgroup(type, rows, R, tk, C, ng, tail, 1, acc, pf);
+        else if (np <= 2) zgroup(type, rows, R, tk, C, ng, tail, 2, acc, pf);
+        else if (np <= 4) zgroup(type, rows, R, tk, C, ng, tail, 4, acc, pf);
+        else zgroup(type, rows, R, tk, C, ng, tail, 8, acc, pf);
+    }
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) out[(size_t)c * ldo + r] =
         _mm512_reduce_add_ps(acc[r][c]);
 }
@@ -518,6 +593,14 @@ VNNI static void tile_dispatch(ds3_dtype dt, const uint8_t *const *rows, int R, 
         }                                                                                                           \
     } while (0)
     switch (dt) {
+    case DS3_DT_Q8_0:
+#define C80(RR, CC) tile_q8_0(rows, RR, tk, CC, cols / 32, out, ldo, pf)
+        DISPATCH(C80);
+        break;
+    case DS3_DT_Q4_0:
+#define C40(RR, CC) tile_q4_0(rows, RR, tk, CC, cols / 32, out, ldo, pf)
+        DISPATCH(C40);
+        break;
     case DS3_DT_Q5_K:
 #define C5K(RR, CC) tile_k(1, rows, RR, tk, CC, cols / 256, out, ldo, pf)
         DISPATCH(C5K);
@@ -558,11 +641,12 @@ VNNI static void q512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const flo
         const char *b0 = (const char *)base + (size_t)r0 * rb;
         for (size_t off = 0; off < nbp; off += 64) _mm_prefetch(b0 + off, _MM_HINT_T0);
     }
-    const int ztype = dt == DS3_DT_Q8_0 ? 0 : dt == DS3_DT_Q4_0 ? 1 : dt == DS3_DT_Q4_K ? 2 : -1;
+    const int zk = w->cols >= ZMIN_K;
+    const int ztype = dt == DS3_DT_Q8_0 && zk ? 0 : dt == DS3_DT_Q4_0 && zk ? 1 : dt == DS3_DT_Q4_K ? 2 : -1;
     zact za = {0};
     qact a = {0};
     if (ztype >= 0 ? zact_fill(&za, x, ldx, T, w->cols, ztype == 2, ztype == 0 ? 128.0f : ztype == 1 ? 8.0f : 1.0f)
-                   : qact_fill(&a, x, ldx, T, w->cols, 0.0f)) {
+                   : qact_fill(&a, x, ldx, T, w->cols, dt == DS3_DT_Q8_0 ? 128.0f : dt == DS3_DT_Q4_0 ? 8.0f : 0.0f)) {
         ds3_qkernels_ref.matmul(w, r0, r1, x, ldx, T, y, ldy);
         return;
     }
