@@ -17,6 +17,8 @@
  * or on T (each output's arithmetic is the same in every tile shape).
  * CPUs without AVX-512 VNNI + VBMI use the AVX2 set (ds3_qkernels_avx2) instead. */
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/quant.h"
@@ -47,8 +49,27 @@ typedef struct {
     size_t K;
 } qact;
 
+/* Per-thread activation scratch (act_buf, zbuf below), grown on demand and freed when the
+ * thread exits: a pthread key destructor runs in the exiting thread while its TLS is still
+ * valid (pool threads come and go with sessions; LeakSanitizer checks this). */
 static _Thread_local void *act_buf;
 static _Thread_local size_t act_cap;
+static _Thread_local void *zbuf;
+static _Thread_local size_t zcap;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static void tls_release(void *unused) {
+    (void)unused;
+    free(act_buf);
+    free(zbuf);
+    act_buf = zbuf = NULL;
+    act_cap = zcap = 0;
+}
+static void tls_key_init(void) { (void)pthread_key_create(&tls_key, tls_release); }
+static void tls_register(void) {
+    pthread_once(&tls_once, tls_key_init);
+    if (!pthread_getspecific(tls_key)) (void)pthread_setspecific(tls_key, (void *)1);
+}
 
 static int qact_alloc(qact *a, int T, int64_t K) {
     const size_t nb = (size_t)K / 32;
@@ -59,6 +80,7 @@ static int qact_alloc(qact *a, int T, int64_t K) {
         act_cap = 0;
         if (posix_memalign(&act_buf, 64, bytes)) return -1;
         act_cap = bytes;
+        tls_register();
     }
     char *p = act_buf;
     a->K = (size_t)K;
@@ -325,9 +347,6 @@ typedef struct {
     const float *da, *ds;
 } ztok;
 
-static _Thread_local void *zbuf;
-static _Thread_local size_t zcap;
-
 VNNI static void zact_row(const float *x, int64_t K, size_t Kp, int kq, float kofs, int8_t *q, float *da, float *ds) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
     const int64_t nb = K / 32;
@@ -359,6 +378,7 @@ static int zact_fill(zact *a, const float *x, size_t ldx, int T, int64_t K, int 
         zcap = 0;
         if (posix_memalign(&zbuf, 64, bytes)) return -1;
         zcap = bytes;
+        tls_register();
     }
     a->Kp = Kp;
     a->q = zbuf;
