@@ -70,18 +70,22 @@ static void tls_register(void) {
     pthread_once(&tls_once, tls_key_init);
     if (!pthread_getspecific(tls_key)) (void)pthread_setspecific(tls_key, (void *)1);
 }
+/* Grow a per-thread buffer to at least `bytes` (64-byte aligned); 0 or -1 when out of memory. */
+static int tls_grow(void **buf, size_t *cap, size_t bytes) {
+    if (bytes <= *cap) return 0;
+    free(*buf);
+    *buf = NULL;
+    *cap = 0;
+    if (posix_memalign(buf, 64, bytes)) return -1;
+    *cap = bytes;
+    tls_register();
+    return 0;
+}
 
 static int qact_alloc(qact *a, int T, int64_t K) {
     const size_t nb = (size_t)K / 32;
     const size_t bytes = (size_t)T * ((size_t)K + 64 + nb * 8 * 4 * 2 + nb * 4 + nb * 2 * 4 + 256);
-    if (bytes > act_cap) {
-        free(act_buf);
-        act_buf = NULL;
-        act_cap = 0;
-        if (posix_memalign(&act_buf, 64, bytes)) return -1;
-        act_cap = bytes;
-        tls_register();
-    }
+    if (tls_grow(&act_buf, &act_cap, bytes)) return -1;
     char *p = act_buf;
     a->K = (size_t)K;
     a->q = (int8_t *)p;
@@ -372,14 +376,7 @@ VNNI static void zact_row(const float *x, int64_t K, size_t Kp, int kq, float ko
 static int zact_fill(zact *a, const float *x, size_t ldx, int T, int64_t K, int kq, float kofs) {
     const size_t Kp = ((size_t)K + 511) & ~(size_t)511;
     const size_t bytes = (size_t)T * (Kp + Kp / 32 * 8) + 64;
-    if (bytes > zcap) {
-        free(zbuf);
-        zbuf = NULL;
-        zcap = 0;
-        if (posix_memalign(&zbuf, 64, bytes)) return -1;
-        zcap = bytes;
-        tls_register();
-    }
+    if (tls_grow(&zbuf, &zcap, bytes)) return -1;
     a->Kp = Kp;
     a->q = zbuf;
     a->da = (float *)((char *)zbuf + (size_t)T * Kp);
