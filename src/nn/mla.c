@@ -10,7 +10,9 @@
  *   out    = o_proj(concat_h o_h)
  * GGUF files in llama.cpp's split layout carry k_b = W_UK(h)^T and v_b = W_UV(h) per head
  * instead of kv_b (ds3_layer_w.k_b/v_b); then both products are plain matmuls over their rows.
- * Heads are split across threads; each thread has its own scratch (ctx->tbuf[ith]). */
+ * Inference: one pool task per group of heads does absorb, scores, softmax, latent sum and W_UV
+ * (the cache is a F32 ds3_mat, so the scores and the latent sum are matmul/vecmat kernels);
+ * tasks are claimed dynamically, each thread uses its own scratch (ctx->tbuf[ith]). */
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
