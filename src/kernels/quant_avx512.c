@@ -100,19 +100,27 @@ static int qact_alloc(qact *a, int T, int64_t K) {
     return 0;
 }
 
+/* One block of 32 activations rounded to 8 bits, llama.cpp's rule: d = max|x| / 127, q = round(x / d)
+ * (q written to dst, 32 bytes); returns d and the two 16-lane halves of q as int32. */
+AI float act_block_q8(const float *x, int8_t *dst, __m512i *i0, __m512i *i1) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+    const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+    const __m512 vid = _mm512_set1_ps(id);
+    *i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
+    *i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+    _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(*i0));
+    _mm_storeu_si128((__m128i *)(dst + 16), _mm512_cvtsepi32_epi8(*i1));
+    return d;
+}
+
 /* One token's row: quantise K floats. kofs multiplies the block sum in dsv (Q8_0: 128, Q4_0: 8). */
 VNNI static void quant_act_row(const float *x, int64_t K, float kofs, int8_t *q, float *dav, float *dsv, float *ds32,
                                float *ds16) {
-    const __m512 sign = _mm512_set1_ps(-0.0f);
     for (int64_t b = 0; b < K / 32; b++) {
-        const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
-        const __m512 a = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
-        const float amax = _mm512_reduce_max_ps(a);
-        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-        const __m512 vid = _mm512_set1_ps(id);
-        const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
-        _mm_storeu_si128((__m128i *)(q + 32 * b), _mm512_cvtsepi32_epi8(i0));
-        _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm512_cvtsepi32_epi8(i1));
+        __m512i i0, i1;
+        const float d = act_block_q8(x + 32 * b, q + 32 * b, &i0, &i1);
         const int s0 = _mm512_reduce_add_epi32(i0), s1 = _mm512_reduce_add_epi32(i1);
         _mm256_storeu_ps(dav + 8 * b, _mm256_set1_ps(d));
         _mm256_storeu_ps(dsv + 8 * b, _mm256_set1_ps(kofs * d * (float)(s0 + s1) * 0.125f));
@@ -352,20 +360,13 @@ typedef struct {
 } ztok;
 
 VNNI static void zact_row(const float *x, int64_t K, size_t Kp, int kq, float kofs, int8_t *q, float *da, float *ds) {
-    const __m512 sign = _mm512_set1_ps(-0.0f);
     const int64_t nb = K / 32;
     memset(q + K, 0, Kp - (size_t)K);
     for (size_t b = (size_t)nb & ~(size_t)15; b < Kp / 32; b++) da[b] = ds[b] = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
-        const __m512 a = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
-        const float amax = _mm512_reduce_max_ps(a);
-        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-        const __m512 vid = _mm512_set1_ps(id);
-        const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
         const int64_t m = kq ? (b & ~(int64_t)7) + kperm[b & 7] : b; /* storage block */
-        _mm_storeu_si128((__m128i *)(q + 32 * m), _mm512_cvtsepi32_epi8(i0));
-        _mm_storeu_si128((__m128i *)(q + 32 * m + 16), _mm512_cvtsepi32_epi8(i1));
+        __m512i i0, i1;
+        const float d = act_block_q8(x + 32 * b, q + 32 * m, &i0, &i1);
         const int s = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
         const int64_t z = (m & ~(int64_t)15) + zlane((int)(m & 15));
         da[z] = d;
