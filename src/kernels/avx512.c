@@ -109,8 +109,7 @@ AI __mmask16 tail_mask(int64_t n) { return (__mmask16)((1u << n) - 1u); }
 #endif
 
 AI void dec_chunk(const int dt, const int R, const int NT, const void *const *rp, int64_t k, __mmask16 m,
-                  const int masked, const __m512 *s1, const __m512 *s2, const int two, const float *x,
-                  size_t ldx, __m512 acc[8][6]) {
+                  const int masked, const float *x, size_t ldx, __m512 acc[8][6]) {
     __m512 xv[6];
     UNROLL
     for (int j = 0; j < NT; j++) {
@@ -124,7 +123,8 @@ AI void dec_chunk(const int dt, const int R, const int NT, const void *const *rp
             const uint8_t *q = (const uint8_t *)rp[i] + k;
             wv = fp8_bits(masked ? _mm_maskz_loadu_epi8(m, q) : _mm_loadu_si128((const __m128i *)q));
         } else {
-            wv = load_w(dt, rp[i], k, m, masked, s1[i], s2[i], two);
+            const __m512 none = _mm512_setzero_ps(); /* BF16/F16/F32 take no scale */
+            wv = load_w(dt, rp[i], k, m, masked, none, none, 0);
         }
         UNROLL
         for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fmadd_ps(xv[j], wv, acc[i][j]);
@@ -139,8 +139,7 @@ typedef struct {
 } pf_stream;
 
 AI void dec_span(const int dt, const int R, const int NT, const void *const *rp, int64_t k0, int64_t k1,
-                 const __m512 *s1, const __m512 *s2, const int two, const float *x, size_t ldx,
-                 __m512 acc[8][6], pf_stream pf) {
+                 const float *x, size_t ldx, __m512 acc[8][6], pf_stream pf) {
     /* one cache line of every row per step, with a software prefetch PF_DIST bytes ahead: the
      * hardware prefetcher alone leaves FP8 rows (4x fewer bytes per instruction) latency bound */
     const int esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2, step = 64 / esz;
@@ -152,10 +151,10 @@ AI void dec_span(const int dt, const int R, const int NT, const void *const *rp,
             _mm_prefetch(a >= pf.end ? a + pf.jump : a, PF_HINT);
         }
         UNROLL
-        for (int c = 0; c < step; c += 16) dec_chunk(dt, R, NT, rp, k + c, 0, 0, s1, s2, two, x, ldx, acc);
+        for (int c = 0; c < step; c += 16) dec_chunk(dt, R, NT, rp, k + c, 0, 0, x, ldx, acc);
     }
-    for (; k + 16 <= k1; k += 16) dec_chunk(dt, R, NT, rp, k, 0, 0, s1, s2, two, x, ldx, acc);
-    if (k < k1) dec_chunk(dt, R, NT, rp, k, tail_mask(k1 - k), 1, s1, s2, two, x, ldx, acc);
+    for (; k + 16 <= k1; k += 16) dec_chunk(dt, R, NT, rp, k, 0, 0, x, ldx, acc);
+    if (k < k1) dec_chunk(dt, R, NT, rp, k, tail_mask(k1 - k), 1, x, ldx, acc);
 }
 
 AI void dec_rows(const int dt, const int R, const int NT, const ds3_mat *w, int64_t r, const float *x,
@@ -175,9 +174,6 @@ AI void dec_rows(const int dt, const int R, const int NT, const ds3_mat *w, int6
         const float *sc[8];
         UNROLL
         for (int i = 0; i < R; i++) sc[i] = w->scale + ((r + i) / DS3_FP8_BLOCK) * nbc;
-        __m512 z[8];
-        UNROLL
-        for (int i = 0; i < 8; i++) z[i] = _mm512_setzero_ps();
         for (int64_t b = 0; b < nbc; b++) {
             int64_t k0 = b * DS3_FP8_BLOCK, k1 = k0 + DS3_FP8_BLOCK < K ? k0 + DS3_FP8_BLOCK : K;
             __m512 blk[8][6];
@@ -185,7 +181,7 @@ AI void dec_rows(const int dt, const int R, const int NT, const ds3_mat *w, int6
             for (int i = 0; i < R; i++)
                 UNROLL
                 for (int j = 0; j < NT; j++) blk[i][j] = _mm512_setzero_ps();
-            dec_span(dt, R, NT, rp, k0, k1, z, z, 0, x, ldx, blk, pf);
+            dec_span(dt, R, NT, rp, k0, k1, x, ldx, blk, pf);
             UNROLL
             for (int i = 0; i < R; i++) {
                 float pre, f;
@@ -196,10 +192,7 @@ AI void dec_rows(const int dt, const int R, const int NT, const ds3_mat *w, int6
             }
         }
     } else {
-        __m512 z[8];
-        UNROLL
-        for (int i = 0; i < 8; i++) z[i] = _mm512_setzero_ps();
-        dec_span(dt, R, NT, rp, 0, K, z, z, 0, x, ldx, acc, pf);
+        dec_span(dt, R, NT, rp, 0, K, x, ldx, acc, pf);
     }
     UNROLL
     for (int i = 0; i < R; i++)
