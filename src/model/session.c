@@ -152,7 +152,7 @@ ds3_session *ds3_session_new(const ds3_model *m, const ds3_session_params *pp, c
     s->ctx.chunk_cap = 4096;
     const char *pe = getenv("DS3_PROFILE");
     if (pe && *pe && strcmp(pe, "0") != 0) {
-        s->ctx.prof = calloc(DS3_PROF_N + 1, sizeof(double)); /* + 1: a discard slot */
+        s->ctx.prof = calloc(DS3_PROF_N, sizeof(double));
         if (!s->ctx.prof) goto nomem;
     }
     ALLOC(s->ctx.chunks, (size_t)s->ctx.chunk_cap);
@@ -216,14 +216,14 @@ static void block_fwd(ds3_session *s, const ds3_layer_w *w, float *cache, int T,
     ds3_rmsnorm_fwd(s->xn, (size_t)d, s->h, (size_t)d, w->attn_norm, T, d, c->rms_norm_eps);
     tp = ds3_prof_tick(&s->ctx, DS3_PROF_NORM, tp);
     ds3_mla_fwd(&s->ctx, c, w, m->rope_inv_freq, s->xn, T, pos0, cache, s->tmp, &s->mla);
-    tp = ds3_prof_tick(&s->ctx, DS3_PROF_N, tp); /* already counted inside */
+    tp = ds3_prof_now(&s->ctx); /* mla timed its own stages */
     for (size_t i = 0; i < (size_t)T * d; i++) s->h[i] += s->tmp[i];
     ds3_rmsnorm_fwd(s->xn, (size_t)d, s->h, (size_t)d, w->ffn_norm, T, d, c->rms_norm_eps);
     tp = ds3_prof_tick(&s->ctx, DS3_PROF_NORM, tp);
     if (w->is_moe) {
         ds3_moe_fwd(&s->ctx, c, w, s->xn, T, s->tmp, &s->moe);
         if (route_rec) memcpy(route_rec, s->moe.ids, (size_t)T * c->num_experts_per_tok * sizeof(int32_t));
-        tp = ds3_prof_tick(&s->ctx, DS3_PROF_N, tp);
+        tp = ds3_prof_now(&s->ctx); /* moe timed its own stages */
     } else {
         ds3_ffn_fwd(&s->ctx, &w->dense, s->xn, T, s->tmp, s->fg, s->fu);
         tp = ds3_prof_tick(&s->ctx, DS3_PROF_FFN, tp);

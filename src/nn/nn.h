@@ -41,6 +41,8 @@ static inline double ds3_prof_tick(const ds3_ctx *ctx, int slot, double t) {
     if (t > 0) ctx->prof[slot] += now - t;
     return now;
 }
+/* Restart the clock without charging any slot (after a call that timed itself). */
+static inline double ds3_prof_now(const ds3_ctx *ctx) { return ctx->prof ? ds3_time_s() : 0; }
 
 /* One matrix product y[t, r - r0] = sum_k x[t, k] W[r, k] over rows [r0, r1) of W. */
 typedef struct ds3_mm_job {
