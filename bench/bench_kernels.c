@@ -3,14 +3,14 @@
  *
  * Build and run (after `make`):
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc bench/bench_kernels.c build/libds3.a -lpthread -lm \
- *      -o build/bench_kernels && build/bench_kernels [threads [set [all|decode|prefill [triad GB/s]]]]
- * Decode (T=1) reports GB/s of weight bytes streamed and the fraction of the triad bandwidth;
- * prefill (T=64, 512) reports GFLOP/s. */
+ *      -o build/bench_kernels && build/bench_kernels [threads [set [all|decode|small|prefill [triad GB/s]]]]
+ * decode: one large matrix, T=1 (SHORT=1: 448-column rows); small: 512 expert-sized matrices, one
+ * parallel pass per matrix and 18 per pass (the MoE decode pattern). Both report GB/s of weight
+ * bytes streamed and the fraction of the triad bandwidth; prefill (T=64, 512) reports GFLOP/s. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "kernels/kernels.h"
 #include "kernels/membw.h"
@@ -31,8 +31,6 @@ static void mm_fn(void *arg, int ith, int nth) {
     if (hi > lo) ds3_kern->matmul(j->w, lo, hi, j->x, (size_t)j->w->cols, j->T, j->y + lo, (size_t)j->w->rows);
 }
 
-static uint8_t *arena;
-static size_t arena_used, arena_cap;
 
 typedef struct {
     const ds3_mat *ms;
@@ -55,13 +53,7 @@ static void many_fn(void *arg, int ith, int nth) {
 static ds3_mat make(ds3_dtype dt, int64_t rows, int64_t cols) {
     ds3_mat m = {dt, rows, cols, NULL, NULL};
     size_t n = (size_t)(rows * cols), bytes = n * ds3_dtype_size(dt);
-    uint8_t *d;
-    if (arena && arena_used + bytes <= arena_cap) {
-        d = arena + arena_used;
-        arena_used += (bytes + 63) & ~(size_t)63;
-    } else {
-        d = ds3_alloc_aligned(bytes);
-    }
+    uint8_t *d = ds3_alloc_aligned(bytes);
     uint32_t s = 12345;
     for (size_t i = 0; i < bytes; i++) {
         s = s * 1664525u + 1013904223u;
@@ -137,12 +129,6 @@ int main(int argc, char **argv) {
          * MoE layers, where rows are short and every matrix starts a fresh stream */
         enum { NM = 512 };
         static ds3_mat ms[NM];
-        if (getenv("HP")) {
-            arena_cap = (size_t)600 << 20;
-            arena = mmap(NULL, arena_cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            madvise(arena, arena_cap, atoi(getenv("HP")) ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-            arena_used = 0;
-        }
         double bytes = 0;
         for (int k = 0; k < NM; k++) {
             ms[k] = make(dts[i], k % 3 == 2 ? 1024 : 448, k % 3 == 2 ? 448 : 1024);
@@ -177,11 +163,9 @@ int main(int argc, char **argv) {
         printf("decode  %-7s the same, 18 whole matrices per parallel pass:   %7.3f ms  %6.1f GB/s  (%.0f%% of triad)\n",
                ds3_dtype_name(dts[i]), best * 1e3, bytes / best / 1e9, 100.0 * bytes / best / 1e9 / bw);
         for (int k = 0; k < NM; k++) {
-            if (!arena) free((void *)ms[k].data);
+            free((void *)ms[k].data);
             free((void *)ms[k].scale);
         }
-        if (arena) munmap(arena, arena_cap);
-        arena = NULL;
         free(x);
         free(y);
     }
