@@ -185,7 +185,9 @@ int ds3_cmd_bench(int argc, char **argv) {
      * (llama-bench's tg128, the figure comparable with it) and tg at depth np (after the timed
      * prompt; attention then reads np cached positions per layer, counted in its roofline). */
     double best_pp = 1e30, best_tg = 1e30, best_tgd = 1e30, rss_max = 0;
-    int rc = 0;
+    /* warm-up (as llama-bench): first touches of scratch and cache pages stay out of the timings */
+    int rc = ds3_session_eval(s, toks, np < 16 ? (int)np : 16, NULL, err, sizeof err);
+    for (int i = 0; i < 4 && !rc; i++) rc = ds3_session_eval(s, toks + i, 1, NULL, err, sizeof err);
     for (long r = 0; r < reps && !rc; r++) {
         ds3_session_reset(s);
         double t0 = ds3_time_s();
