@@ -91,14 +91,13 @@ static inline void ds3_dequant_row(const ds3_mat *w, int64_t r, int64_t c0, int6
     (DS3_DT_IS_QUANT(w->dtype) ? ds3_qkern : ds3_kern)->dequant_row(w, r, c0, c1, dst);
 }
 
-/* Where the calling thread's next matmul will read (dense dtypes): the decode kernels prefetch a
- * fixed distance ahead, and past the end of their own rows they prefetch from here instead, so the
- * stream does not stall at every small matrix. A hint only; NULL clears it. */
+/* Where the calling thread's next matmul will read: the decode kernels (dense and quantized)
+ * prefetch a fixed distance ahead, and past the end of their own rows they prefetch from here
+ * instead, so the stream does not stall at every small matrix. A hint only; NULL clears it. */
 extern _Thread_local const void *ds3_pf_next;
+size_t ds3_row_bytes(ds3_dtype t, int64_t cols); /* quant.h */
 static inline void ds3_matmul_prefetch_next(const ds3_mat *w, int64_t r0) {
-    ds3_pf_next = w && !DS3_DT_IS_QUANT(w->dtype)
-                      ? (const char *)w->data + (size_t)r0 * (size_t)w->cols * ds3_dtype_size(w->dtype)
-                      : NULL;
+    ds3_pf_next = w ? (const char *)w->data + (size_t)r0 * ds3_row_bytes(w->dtype, w->cols) : NULL;
 }
 
 void ds3_vecmat_generic(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x, size_t ldx,

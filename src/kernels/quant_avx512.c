@@ -39,6 +39,12 @@
 #define PF_BURST PF_DIST /* prefetched at the start of a call (4-16 KB measured the same in full decode) */
 #endif
 
+/* The prefetch stream of the current call: addresses at or past the end of its rows continue
+ * at ds3_pf_next (the thread's next matmul), as in the dense decode kernels. Set per call. */
+static _Thread_local const char *qpf_end;
+static _Thread_local intptr_t qpf_jump;
+AI const char *pf_at(const char *a) { return a >= qpf_end ? a + qpf_jump : a; }
+
 /* ---- activations ---- */
 typedef struct {
     int8_t *q;      /* (T, K) */
@@ -203,7 +209,7 @@ AI void w_q4_0(const uint8_t *row, int64_t p, int half, __m512i *W, __m512 *DW) 
             __m512i W[4];                                                                                           \
             __m512 DW[4];                                                                                           \
             UNROLL for (int r = 0; r < R; r++) {                                                                    \
-                if (pf) _mm_prefetch((const char *)rows[r] + PF_DIST + 68 * p, _MM_HINT_T0);                        \
+                if (pf) _mm_prefetch(pf_at((const char *)rows[r] + PF_DIST + 68 * p), _MM_HINT_T0);                        \
                 WFN(rows[r], p, half, &W[r], &DW[r]);                                                               \
             }                                                                                                       \
             UNROLL for (int c = 0; c < C; c++) {                                                                    \
@@ -293,7 +299,7 @@ AI void tile_k(const int type, const uint8_t *const *rows, const int R, const to
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *bp = rows[r] + (size_t)s * bs;
             if (pf)
-                for (size_t o = 0; o < bs; o += 64) _mm_prefetch((const char *)bp + PF_DIST + o, _MM_HINT_T0);
+                for (size_t o = 0; o < bs; o += 64) _mm_prefetch(pf_at((const char *)bp + PF_DIST + o), _MM_HINT_T0);
             if (type == 1) {
                 const ds3_blk_q5_k *b = (const ds3_blk_q5_k *)bp;
                 k4_scales(b->scales, _cvtsh_ss(b->d), _cvtsh_ss(b->dmin), &SC[r], &CR[r]);
@@ -531,7 +537,7 @@ AI void zgroup(const int type, const uint8_t *const *rows, const int R, const zt
     UNROLL for (int r = 0; r < R; r++) {
         const uint8_t *p = rows[r] + (size_t)g * gb;
         if (pf)
-            UNROLL for (size_t o = 0; o < pfb; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+            UNROLL for (size_t o = 0; o < pfb; o += 64) _mm_prefetch(pf_at((const char *)p + PF_DIST + o), _MM_HINT_T0);
         __m512i W[8];
         __m512 S, M = _mm512_setzero_ps();
         if (type == 0) wq8_grp(p, n, NP, W, &S);
@@ -661,6 +667,8 @@ VNNI static void q512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const flo
         const size_t total = (size_t)(r1 - r0) * rb, nbp = total < PF_BURST ? total : PF_BURST;
         const char *b0 = (const char *)base + (size_t)r0 * rb;
         for (size_t off = 0; off < nbp; off += 64) _mm_prefetch(b0 + off, _MM_HINT_T0);
+        qpf_end = b0 + total;
+        qpf_jump = ds3_pf_next ? (const char *)ds3_pf_next - qpf_end : 0;
     }
     const int zk = w->cols >= ZMIN_K;
     const int ztype = dt == DS3_DT_Q8_0 && zk ? 0 : dt == DS3_DT_Q4_0 && zk ? 1 : dt == DS3_DT_Q4_K ? 2 : -1;
