@@ -44,7 +44,7 @@ static float *read_f32(const char *path, size_t n) {
 }
 
 /* ds3's log-softmax of every position vs llama.cpp's (log-probabilities above -30). Returns the
- * max |diff|; counts positions within tol and argmax agreements. */
+ * max |diff|; counts positions within tol and argmax agreements (up to near-ties, below). */
 static double compare_logprobs(const float *logits, const float *ref, int n, int V, double tol, int *agree, int *first_flip,
                                int *n_close) {
     double md = 0;
@@ -62,7 +62,9 @@ static double compare_logprobs(const float *logits, const float *ref, int n, int
         }
         for (int v = 0; v < V; v++) s += exp((double)l[v] - mx);
         const double lse = mx + log(s);
-        if (am == ram) (*agree)++;
+        /* argmax agreement, up to ties: ds3's top token is one llama.cpp rates within tol of its own
+         * top (logits of near-tied tokens differ by less than the quantization noise) */
+        if (am == ram || (!isnan(r[am]) && r[am] >= r[ram] - tol)) (*agree)++;
         else if (*first_flip == n) *first_flip = i;
         double pd = 0;
         for (int v = 0; v < V; v++)
@@ -96,7 +98,10 @@ static void test_llamacpp(const char *name, double tol, double min_agree) {
             ds3_session_params sp = ds3_session_default_params();
             sp.n_threads = nt;
             sp.n_ctx = 64;
+            /* 2 threads: the prompt attends in the naive form (mla.c), 1 thread: absorbed */
+            setenv("DS3_MLA_NAIVE_MIN_T", nt == 2 ? "2" : "1000000", 1);
             ds3_session *s = ds3_session_new(m, &sp, err, sizeof err);
+            unsetenv("DS3_MLA_NAIVE_MIN_T");
             CHECK(s != NULL, "session: %s", err);
             if (!s) continue;
             int rc = ds3_session_eval(s, toks, n_toks, lg, err, sizeof err);

@@ -468,6 +468,10 @@ static int is_dir_with_config(const char *d) {
 
 int main(void) {
     TEST_BEGIN("test_spec");
+    /* caches_exact compares bitwise with one pass over a whole generation; batches from
+     * DS3_MLA_NAIVE_MIN_T tokens attend in the naive form (equal within 1e-4, test_golden, not
+     * bitwise), so every batch here stays in the absorbed form */
+    setenv("DS3_MLA_NAIVE_MIN_T", "1000000", 1);
     const char *dirs[] = {"tests/fixtures/golden/dev/checkpoint", "tests/fixtures/golden/fp8-dev/checkpoint",
                           "tests/fixtures/models/v3-bf16/checkpoint", "tests/fixtures/models/v3-fp8-qproj/checkpoint",
                           "tests/fixtures/models/v3-f32-nogroup/checkpoint", "models/default"};

@@ -150,6 +150,9 @@ ds3_session *ds3_session_new(const ds3_model *m, const ds3_session_params *pp, c
     if (!s->ctx.tbuf) goto nomem;
     for (int i = 0; i < p.n_threads; i++) ALLOC(s->ctx.tbuf[i], tf);
     s->ctx.chunk_cap = 4096;
+    s->ctx.mla_naive_min_t = ds3_mla_naive_min_t(c);
+    const char *pn = getenv("DS3_MLA_NAIVE_MIN_T");
+    if (pn && atoi(pn) > 0) s->ctx.mla_naive_min_t = atoi(pn);
     const char *pe = getenv("DS3_PROFILE");
     if (pe && *pe && strcmp(pe, "0") != 0) {
         s->ctx.prof = calloc(DS3_PROF_N, sizeof(double));

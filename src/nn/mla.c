@@ -27,8 +27,23 @@ static int heads_per_task(const ds3_config *c, int nth) {
 }
 
 size_t ds3_mla_tbuf_floats(const ds3_config *c, int T, int n_ctx) {
-    (void)c, (void)T;
-    return (size_t)32 * n_ctx + 64; /* scores and probabilities of up to 16 heads over the cache */
+    (void)T;
+    /* absorbed: scores and probabilities of up to 16 heads over the cache; naive: one head's
+     * keys and values over the cache and the scores of a block of DS3_MLA_TB queries */
+    const size_t absorbed = (size_t)32 * n_ctx;
+    const size_t naive = (size_t)(c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim + DS3_MLA_TB) * n_ctx +
+                         (size_t)((c->qk_nope_head_dim > c->v_head_dim ? c->qk_nope_head_dim : c->v_head_dim) + 1) *
+                             c->kv_lora_rank;
+    return (absorbed > naive ? absorbed : naive) + 64;
+}
+
+int ds3_mla_naive_min_t(const ds3_config *c) {
+    /* per (query, key, head) the absorbed form costs 2 rkv + dr multiply-adds, the naive one
+     * dq + dv, plus rkv (dn + dv) per key and head to decompress, shared by the T queries */
+    const double rkv = c->kv_lora_rank, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const double saved = 2 * rkv + dr - (dn + dr + dv);
+    const double t = saved > 0 ? rkv * (dn + dv) / saved : 1e9;
+    return t < 16 ? 16 : t > 1e6 ? 1000000 : (int)ceil(t);
 }
 
 size_t ds3_mla_qcat_floats(const ds3_config *c, int T) {
@@ -38,6 +53,20 @@ size_t ds3_mla_qcat_floats(const ds3_config *c, int T) {
 size_t ds3_mla_lat_floats(const ds3_config *c, int T) {
     const int tb = T < DS3_MLA_TB ? T : DS3_MLA_TB;
     return (size_t)tb * c->n_heads * c->kv_lora_rank;
+}
+
+/* Causal softmax of n_keys scores in place: row = softmax(scale row); the decode and both
+ * attention forms share it. */
+static void softmax_row(float *row, int n_keys, float scale) {
+    float mx = -INFINITY;
+    for (int s = 0; s < n_keys; s++) {
+        row[s] *= scale;
+        mx = row[s] > mx ? row[s] : mx;
+    }
+    double sum = 0;
+    for (int s = 0; s < n_keys; s++) sum += (row[s] = expf(row[s] - mx));
+    const float inv = (float)(1.0 / sum);
+    for (int s = 0; s < n_keys; s++) row[s] *= inv;
 }
 
 typedef struct {
@@ -90,15 +119,9 @@ static void attn_worker(void *arg, int ith, int nth) {
             const ds3_mat qm = {DS3_DT_F32, gn, ldc, a->qcat + ((size_t)t * H + h0) * ldc, NULL};
             ds3_matmul(&qm, 0, gn, a->cache.data, (size_t)ldc, n_keys, st, (size_t)gn);
             for (int j = 0; j < gn; j++) {
-                float *row = sc + (size_t)j * n_keys, mx = -INFINITY;
-                for (int s = 0; s < n_keys; s++) {
-                    row[s] = st[(size_t)s * gn + j] * scale;
-                    mx = row[s] > mx ? row[s] : mx;
-                }
-                double sum = 0;
-                for (int s = 0; s < n_keys; s++) sum += (row[s] = expf(row[s] - mx));
-                const float inv = (float)(1.0 / sum);
-                for (int s = 0; s < n_keys; s++) row[s] *= inv;
+                float *row = sc + (size_t)j * n_keys;
+                for (int s = 0; s < n_keys; s++) row[s] = st[(size_t)s * gn + j];
+                softmax_row(row, n_keys, scale);
             }
             ds3_vecmat(&a->cache, 0, n_keys, 0, rkv, sc, (size_t)n_keys, gn, a->lat + ((size_t)t * H + h0) * rkv,
                        (size_t)rkv);
@@ -111,6 +134,70 @@ static void attn_worker(void *arg, int ith, int nth) {
             else
                 ds3_matmul(&w->kv_b, (int64_t)h * (dn + dv) + dn, (int64_t)(h + 1) * (dn + dv), lat, (size_t)H * rkv, T, o,
                            (size_t)H * dv);
+        }
+    }
+}
+
+/* Naive form (spec 3.6), one task per head over all T queries of the call:
+ *   K_h = [c_kv W_UK(h)^T | k_pe]  (n, dq)      V_h = c_kv W_UV(h)^T  (n, dv)     n = pos0 + T
+ *   per block of DS3_MLA_TB queries: S = q_h K_h^T (causal), softmax, o_h = S V_h
+ * Decompressing K_h and V_h costs n rkv (dn + dv) per head, shared by all T queries; each
+ * (query, key) pair then costs dq + dv instead of the absorbed form's 2 rkv + dr. */
+static void attn_naive_worker(void *arg, int ith, int nth) {
+    (void)nth;
+    attn_task *a = arg;
+    const ds3_config *c = a->c;
+    const ds3_layer_w *w = a->w;
+    const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int rkv = c->kv_lora_rank, dq = dn + dr, ldc = rkv + dr, T = a->T, n = a->pos0 + T;
+    const float *cache = a->cache.data;
+    float *K = a->ctx->tbuf[ith];          /* (n, dq) */
+    float *V = K + (size_t)n * dq;         /* (n, dv) */
+    float *S = V + (size_t)n * dv;         /* (DS3_MLA_TB, n) */
+    float *u = S + (size_t)DS3_MLA_TB * n; /* (max(dn, dv), rkv) + one row: a head's W_UK or W_UV in F32 */
+    const ds3_mat Km = {DS3_DT_F32, n, dq, K, NULL}, Vm = {DS3_DT_F32, n, dv, V, NULL};
+    const ds3_mat Ukm = {DS3_DT_F32, dn, rkv, u, NULL}, Uvm = {DS3_DT_F32, dv, rkv, u, NULL};
+    const int quant = w->k_b.data ? DS3_DT_IS_QUANT(w->k_b.dtype) || DS3_DT_IS_QUANT(w->v_b.dtype)
+                                  : DS3_DT_IS_QUANT(w->kv_b.dtype);
+    for (int h; (h = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < H;) {
+        /* K_nope = c W_UK(h)^T, V = c W_UV(h)^T. Quantized weights are expanded to F32 per head
+         * first (a few KB), so the products do not round c to 8 bits as a quantized matmul would. */
+        const int64_t rk = (int64_t)h * (dn + dv), rv = rk + dn; /* kv_b rows of W_UK(h), W_UV(h) */
+        if (w->k_b.data) { /* k_b(h) = W_UK(h)^T (rkv, dn): transposed */
+            float *row = u + (size_t)dn * rkv;
+            for (int r = 0; r < rkv; r++) {
+                ds3_dequant_row(&w->k_b, (int64_t)h * rkv + r, 0, dn, row);
+                for (int i = 0; i < dn; i++) u[(size_t)i * rkv + r] = row[i];
+            }
+            ds3_matmul(&Ukm, 0, dn, cache, (size_t)ldc, n, K, (size_t)dq);
+        } else if (quant) {
+            for (int i = 0; i < dn; i++) ds3_dequant_row(&w->kv_b, rk + i, 0, rkv, u + (size_t)i * rkv);
+            ds3_matmul(&Ukm, 0, dn, cache, (size_t)ldc, n, K, (size_t)dq);
+        } else {
+            ds3_matmul(&w->kv_b, rk, rk + dn, cache, (size_t)ldc, n, K, (size_t)dq);
+        }
+        for (int s = 0; s < n; s++) memcpy(K + (size_t)s * dq + dn, cache + (size_t)s * ldc + rkv, (size_t)dr * sizeof(float));
+        if (quant) {
+            for (int i = 0; i < dv; i++) {
+                if (w->v_b.data) ds3_dequant_row(&w->v_b, (int64_t)h * dv + i, 0, rkv, u + (size_t)i * rkv);
+                else ds3_dequant_row(&w->kv_b, rv + i, 0, rkv, u + (size_t)i * rkv);
+            }
+            ds3_matmul(&Uvm, 0, dv, cache, (size_t)ldc, n, V, (size_t)dv);
+        } else if (w->v_b.data) {
+            ds3_matmul(&w->v_b, (int64_t)h * dv, (int64_t)(h + 1) * dv, cache, (size_t)ldc, n, V, (size_t)dv);
+        } else {
+            ds3_matmul(&w->kv_b, rv, rv + dv, cache, (size_t)ldc, n, V, (size_t)dv);
+        }
+        for (int t0 = 0; t0 < T; t0 += DS3_MLA_TB) {
+            const int tn = T - t0 < DS3_MLA_TB ? T - t0 : DS3_MLA_TB, nk = a->pos0 + t0 + tn;
+            ds3_matmul(&Km, 0, nk, a->q + ((size_t)t0 * H + h) * dq, (size_t)H * dq, tn, S, (size_t)nk); /* (tn, nk) */
+            for (int t = 0; t < tn; t++) {
+                float *row = S + (size_t)t * nk;
+                const int lim = a->pos0 + t0 + t + 1;
+                softmax_row(row, lim, c->softmax_scale);
+                memset(row + lim, 0, (size_t)(nk - lim) * sizeof(float));
+            }
+            ds3_vecmat(&Vm, 0, nk, 0, dv, S, (size_t)nk, tn, a->o + ((size_t)t0 * H + h) * dv, (size_t)H * dv);
         }
     }
 }
@@ -144,6 +231,14 @@ void ds3_mla_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     for (int t = 0; t < T; t++) memcpy(dst + (size_t)t * ldc + rkv, b->kv + (size_t)t * ldc + rkv, (size_t)dr * sizeof(float));
     ds3_rope_fwd(dst + rkv, T, (size_t)ldc, 1, 0, dr, pos0, rope_inv_freq, c->rope_cs_scale);
     tp = ds3_prof_tick(ctx, DS3_PROF_QKV, tp);
+    if (T >= ctx->mla_naive_min_t) {
+        attn_task a = {ctx, c, w, b->q, {DS3_DT_F32, (int64_t)(pos0 + T), ldc, cache, NULL}, NULL, NULL, b->o, T, pos0, 1, 0};
+        ds3_pool_run(ctx->pool, attn_naive_worker, &a);
+        tp = ds3_prof_tick(ctx, DS3_PROF_ATTN, tp);
+        ds3_linear_fwd(ctx, &w->o, b->o, T, out);
+        ds3_prof_tick(ctx, DS3_PROF_OPROJ, tp);
+        return;
+    }
     /* Attention in token blocks of at most DS3_MLA_TB (the qcat/lat buffers hold one block). */
     for (int t0 = 0; t0 < T; t0 += DS3_MLA_TB) {
         const int tn = T - t0 < DS3_MLA_TB ? T - t0 : DS3_MLA_TB;

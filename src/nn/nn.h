@@ -27,6 +27,7 @@ typedef struct ds3_ctx {
     struct ds3_mm_job *chunks;  /* scratch for ds3_mm's row chunks */
     int chunk_cap;
     double *prof;          /* (DS3_PROF_N,) seconds per stage when DS3_PROFILE is set, else NULL */
+    int mla_naive_min_t;   /* batches of at least this many tokens attend in the naive form (mla.c) */
 } ds3_ctx;
 
 /* Stages timed by DS3_PROFILE=1 (wall time on the calling thread; printed by ds3_session_free). */
@@ -111,14 +112,19 @@ typedef struct ds3_mla_buf {
     float *lat;        /* (min(T, DS3_MLA_TB), H, rkv) attention-weighted latents */
 } ds3_mla_buf;
 enum { DS3_MLA_TB = 32 }; /* tokens per attention block */
+/* From this many tokens in one call, ds3_mla_fwd attends in the naive form (keys and values
+ * decompressed per head: fewer FLOPs once the decompression is shared by enough queries; 86
+ * for the benchmark model, 171 for V3 and V2-Lite). DS3_MLA_NAIVE_MIN_T=N in the environment
+ * overrides it (the tests force both forms). The two forms agree to rounding, not bitwise. */
+int ds3_mla_naive_min_t(const ds3_config *c);
 /* Per-thread scratch floats needed by ds3_mla_fwd for T tokens and n_ctx cached positions. */
 size_t ds3_mla_tbuf_floats(const ds3_config *c, int T, int n_ctx);
 /* Sizes of ds3_mla_buf.qcat and .lat for batches of up to T tokens. */
 size_t ds3_mla_qcat_floats(const ds3_config *c, int T);
 size_t ds3_mla_lat_floats(const ds3_config *c, int T);
-/* Absorbed MLA (spec 3.7) over T tokens at positions pos0..pos0+T-1. Writes their latents
- * [rmsnorm(c_kv) | rope(k_pe)] into cache (n_ctx, rkv + dr) rows pos0.., then attends causally
- * over rows 0..pos. out (T, d). */
+/* MLA over T tokens at positions pos0..pos0+T-1. Writes their latents [rmsnorm(c_kv) |
+ * rope(k_pe)] into cache (n_ctx, rkv + dr) rows pos0.., then attends causally over rows 0..pos:
+ * absorbed (spec 3.7) below ctx->mla_naive_min_t tokens, naive (spec 3.6) from it. out (T, d). */
 void ds3_mla_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const float *rope_inv_freq,
                  const float *x, int T, int pos0, float *cache, float *out, ds3_mla_buf *b);
 
