@@ -69,6 +69,13 @@ static void softmax_row(float *row, int n_keys, float scale) {
     for (int s = 0; s < n_keys; s++) row[s] *= inv;
 }
 
+/* Ask for rows [r0, r1) of w to be brought into the cache (a hint). */
+static void prefetch_rows(const ds3_mat *w, int64_t r0, int64_t r1) {
+    const size_t rb = ds3_row_bytes(w->dtype, w->cols);
+    const char *p = (const char *)w->data + (size_t)r0 * rb;
+    for (size_t off = 0, n = (size_t)(r1 - r0) * rb; off < n; off += 64) __builtin_prefetch(p + off, 0, 3);
+}
+
 typedef struct {
     const ds3_ctx *ctx;
     const ds3_config *c;
@@ -100,17 +107,27 @@ static void attn_worker(void *arg, int ith, int nth) {
     float *st = sc + (size_t)16 * a->cache.rows;   /* (n_keys, g) scores */
     for (int i; (i = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < n_tasks;) {
         const int h0 = i * g, gn = H - h0 < g ? H - h0 : g;
+        /* Each head's rows are a few KB: the next head's are prefetched while this one computes
+         * (the matmul kernels continue their stream there; vecmat has none of its own). */
+        if (!w->k_b.data) prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv), (int64_t)h0 * (dn + dv) + dn);
         for (int h = h0; h < h0 + gn; h++) {
             float *qc = a->qcat + (size_t)h * ldc;
-            if (w->k_b.data) /* GGUF split layout: k_b(h) = W_UK(h)^T (rkv, dn) */
+            const int more = h + 1 < h0 + gn;
+            if (w->k_b.data) { /* GGUF split layout: k_b(h) = W_UK(h)^T (rkv, dn) */
+                ds3_matmul_prefetch_next(more ? &w->k_b : NULL, (int64_t)(h + 1) * rkv);
                 ds3_matmul(&w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qc,
                            (size_t)H * ldc);
-            else
+            } else {
+                if (more) prefetch_rows(&w->kv_b, (int64_t)(h + 1) * (dn + dv), (int64_t)(h + 1) * (dn + dv) + dn);
                 ds3_vecmat(&w->kv_b, (int64_t)h * (dn + dv), (int64_t)h * (dn + dv) + dn, 0, rkv, a->q + (size_t)h * dq,
                            (size_t)H * dq, T, qc, (size_t)H * ldc);
+            }
             for (int t = 0; t < T; t++)
                 memcpy(qc + (size_t)t * H * ldc + rkv, a->q + ((size_t)t * H + h) * dq + dn, (size_t)dr * sizeof(float));
         }
+        /* the first head's W_UV rows arrive while the scores are computed */
+        if (w->v_b.data) prefetch_rows(&w->v_b, (int64_t)h0 * dv, (int64_t)(h0 + 1) * dv);
+        else prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv) + dn, (int64_t)(h0 + 1) * (dn + dv));
         for (int t = 0; t < T; t++) {
             const int n_keys = a->pos0 + t + 1;
             /* scores^T (n_keys, gn): the g query rows are the "weights" and the cache rows the
@@ -129,13 +146,18 @@ static void attn_worker(void *arg, int ith, int nth) {
         for (int h = h0; h < h0 + gn; h++) {
             const float *lat = a->lat + (size_t)h * rkv;
             float *o = a->o + (size_t)h * dv;
-            if (w->v_b.data) /* v_b(h) = W_UV(h) (dv, rkv) */
+            const int more = h + 1 < h0 + gn;
+            if (w->v_b.data) { /* v_b(h) = W_UV(h) (dv, rkv) */
+                ds3_matmul_prefetch_next(more ? &w->v_b : NULL, (int64_t)(h + 1) * dv);
                 ds3_matmul(&w->v_b, (int64_t)h * dv, (int64_t)(h + 1) * dv, lat, (size_t)H * rkv, T, o, (size_t)H * dv);
-            else
+            } else {
+                ds3_matmul_prefetch_next(more ? &w->kv_b : NULL, (int64_t)(h + 1) * (dn + dv) + dn);
                 ds3_matmul(&w->kv_b, (int64_t)h * (dn + dv) + dn, (int64_t)(h + 1) * (dn + dv), lat, (size_t)H * rkv, T, o,
                            (size_t)H * dv);
+            }
         }
     }
+    ds3_matmul_prefetch_next(NULL, 0);
 }
 
 /* Naive form (spec 3.6), one task per head over all T queries of the call:
