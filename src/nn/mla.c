@@ -12,7 +12,11 @@
  * instead of kv_b (ds3_layer_w.k_b/v_b); then both products are plain matmuls over their rows.
  * Inference: one pool task per group of heads does absorb, scores, softmax, latent sum and W_UV
  * (the cache is a F32 ds3_mat, so the scores and the latent sum are matmul/vecmat kernels);
- * tasks are claimed dynamically, each thread uses its own scratch (ctx->tbuf[ith]). */
+ * tasks are claimed dynamically, each thread uses its own scratch (ctx->tbuf[ith]).
+ * Batches of ds3_mla_naive_min_t tokens or more (long prompts) take the naive form instead: one
+ * task per head decompresses K_h, V_h from the cache and attends as plain MHA (fewer FLOPs when
+ * many queries share the decompression). The absorbed form's bits do not depend on the batch
+ * size; the naive form agrees with it to rounding (test_golden runs both). */
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -110,9 +114,18 @@ static void attn_worker(void *arg, int ith, int nth) {
         /* Each head's rows are a few KB: the next head's are prefetched while this one computes
          * (the matmul kernels continue their stream there; vecmat has none of its own). */
         if (!w->k_b.data) prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv), (int64_t)h0 * (dn + dv) + dn);
+        /* The cache rows of this layer were last read a whole token ago (evicted since by the
+         * weights): a share of them is requested before each head's absorb, so they are in the
+         * cache when the scores need them. */
+        const size_t cbytes = (size_t)a->cache.rows * ldc * sizeof(float), cshare = cbytes / (size_t)gn + 64;
         for (int h = h0; h < h0 + gn; h++) {
             float *qc = a->qcat + (size_t)h * ldc;
             const int more = h + 1 < h0 + gn;
+            {
+                const char *cp = (const char *)a->cache.data + (size_t)(h - h0) * cshare;
+                const char *ce = (const char *)a->cache.data + cbytes;
+                for (size_t off = 0; off < cshare && cp + off < ce; off += 64) __builtin_prefetch(cp + off, 0, 2);
+            }
             if (w->k_b.data) { /* GGUF split layout: k_b(h) = W_UK(h)^T (rkv, dn) */
                 ds3_matmul_prefetch_next(more ? &w->k_b : NULL, (int64_t)(h + 1) * rkv);
                 ds3_matmul(&w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qc,
