@@ -209,7 +209,7 @@ AI void w_q4_0(const uint8_t *row, int64_t p, int half, __m512i *W, __m512 *DW) 
             __m512i W[4];                                                                                           \
             __m512 DW[4];                                                                                           \
             UNROLL for (int r = 0; r < R; r++) {                                                                    \
-                if (pf) _mm_prefetch(pf_at((const char *)rows[r] + PF_DIST + 68 * p), _MM_HINT_T0);                        \
+                if (pf) _mm_prefetch(pf_at((const char *)rows[r] + PF_DIST + 68 * p), _MM_HINT_T0);                 \
                 WFN(rows[r], p, half, &W[r], &DW[r]);                                                               \
             }                                                                                                       \
             UNROLL for (int c = 0; c < C; c++) {                                                                    \

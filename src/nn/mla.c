@@ -59,7 +59,7 @@ size_t ds3_mla_lat_floats(const ds3_config *c, int T) {
     return (size_t)tb * c->n_heads * c->kv_lora_rank;
 }
 
-/* Causal softmax of n_keys scores in place: row = softmax(scale row); the decode and both
+/* Softmax of the n_keys scores a query may see, in place: row = softmax(scale row); both
  * attention forms share it. */
 static void softmax_row(float *row, int n_keys, float scale) {
     float mx = -INFINITY;
@@ -121,11 +121,8 @@ static void attn_worker(void *arg, int ith, int nth) {
         for (int h = h0; h < h0 + gn; h++) {
             float *qc = a->qcat + (size_t)h * ldc;
             const int more = h + 1 < h0 + gn;
-            {
-                const char *cp = (const char *)a->cache.data + (size_t)(h - h0) * cshare;
-                const char *ce = (const char *)a->cache.data + cbytes;
-                for (size_t off = 0; off < cshare && cp + off < ce; off += 64) __builtin_prefetch(cp + off, 0, 2);
-            }
+            for (size_t o = (size_t)(h - h0) * cshare, e = o + cshare < cbytes ? o + cshare : cbytes; o < e; o += 64)
+                __builtin_prefetch((const char *)a->cache.data + o, 0, 2);
             if (w->k_b.data) { /* GGUF split layout: k_b(h) = W_UK(h)^T (rkv, dn) */
                 ds3_matmul_prefetch_next(more ? &w->k_b : NULL, (int64_t)(h + 1) * rkv);
                 ds3_matmul(&w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qc,
