@@ -73,11 +73,15 @@ static void softmax_row(float *row, int n_keys, float scale) {
     for (int s = 0; s < n_keys; s++) row[s] *= inv;
 }
 
-/* Ask for rows [r0, r1) of w to be brought into the cache (a hint). */
-static void prefetch_rows(const ds3_mat *w, int64_t r0, int64_t r1) {
+/* Ask for rows [r0, r1) of w to be brought into the cache (a hint): into L1, or (l2) only as far
+ * as L2 for data needed later than the next few microseconds. */
+static void prefetch_rows(const ds3_mat *w, int64_t r0, int64_t r1, int l2) {
     const size_t rb = ds3_row_bytes(w->dtype, w->cols);
     const char *p = (const char *)w->data + (size_t)r0 * rb;
-    for (size_t off = 0, n = (size_t)(r1 - r0) * rb; off < n; off += 64) __builtin_prefetch(p + off, 0, 3);
+    for (size_t off = 0, n = (size_t)(r1 - r0) * rb; off < n; off += 64) {
+        if (l2) __builtin_prefetch(p + off, 0, 2);
+        else __builtin_prefetch(p + off, 0, 3);
+    }
 }
 
 typedef struct {
@@ -113,22 +117,22 @@ static void attn_worker(void *arg, int ith, int nth) {
         const int h0 = i * g, gn = H - h0 < g ? H - h0 : g;
         /* Each head's rows are a few KB: the next head's are prefetched while this one computes
          * (the matmul kernels continue their stream there; vecmat has none of its own). */
-        if (!w->k_b.data) prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv), (int64_t)h0 * (dn + dv) + dn);
+        if (!w->k_b.data) prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv), (int64_t)h0 * (dn + dv) + dn, 0);
         /* The cache rows of this layer were last read a whole token ago (evicted since by the
          * weights): a share of them is requested before each head's absorb, so they are in the
          * cache when the scores need them. */
-        const size_t cbytes = (size_t)a->cache.rows * ldc * sizeof(float), cshare = cbytes / (size_t)gn + 64;
+        const int64_t cshare = (a->cache.rows + gn - 1) / gn; /* cache rows per head of the group */
         for (int h = h0; h < h0 + gn; h++) {
             float *qc = a->qcat + (size_t)h * ldc;
             const int more = h + 1 < h0 + gn;
-            for (size_t o = (size_t)(h - h0) * cshare, e = o + cshare < cbytes ? o + cshare : cbytes; o < e; o += 64)
-                __builtin_prefetch((const char *)a->cache.data + o, 0, 2);
+            const int64_t c0 = (h - h0) * cshare, c1 = c0 + cshare < a->cache.rows ? c0 + cshare : a->cache.rows;
+            if (c0 < c1) prefetch_rows(&a->cache, c0, c1, 1);
             if (w->k_b.data) { /* GGUF split layout: k_b(h) = W_UK(h)^T (rkv, dn) */
                 ds3_matmul_prefetch_next(more ? &w->k_b : NULL, (int64_t)(h + 1) * rkv);
                 ds3_matmul(&w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qc,
                            (size_t)H * ldc);
             } else {
-                if (more) prefetch_rows(&w->kv_b, (int64_t)(h + 1) * (dn + dv), (int64_t)(h + 1) * (dn + dv) + dn);
+                if (more) prefetch_rows(&w->kv_b, (int64_t)(h + 1) * (dn + dv), (int64_t)(h + 1) * (dn + dv) + dn, 0);
                 ds3_vecmat(&w->kv_b, (int64_t)h * (dn + dv), (int64_t)h * (dn + dv) + dn, 0, rkv, a->q + (size_t)h * dq,
                            (size_t)H * dq, T, qc, (size_t)H * ldc);
             }
@@ -136,8 +140,8 @@ static void attn_worker(void *arg, int ith, int nth) {
                 memcpy(qc + (size_t)t * H * ldc + rkv, a->q + ((size_t)t * H + h) * dq + dn, (size_t)dr * sizeof(float));
         }
         /* the first head's W_UV rows arrive while the scores are computed */
-        if (w->v_b.data) prefetch_rows(&w->v_b, (int64_t)h0 * dv, (int64_t)(h0 + 1) * dv);
-        else prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv) + dn, (int64_t)(h0 + 1) * (dn + dv));
+        if (w->v_b.data) prefetch_rows(&w->v_b, (int64_t)h0 * dv, (int64_t)(h0 + 1) * dv, 0);
+        else prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv) + dn, (int64_t)(h0 + 1) * (dn + dv), 0);
         for (int t = 0; t < T; t++) {
             const int n_keys = a->pos0 + t + 1;
             /* scores^T (n_keys, gn): the g query rows are the "weights" and the cache rows the
