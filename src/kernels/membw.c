@@ -1,6 +1,7 @@
 /* membw.c -- STREAM-triad memory bandwidth probe (see membw.h). Owned by the kernels engineer.
- * Reference: McCalpin's STREAM benchmark (triad kernel, best-of-N timing). Plain malloc'd memory,
- * first touched by the thread that later streams it. */
+ * Reference: McCalpin's STREAM benchmark (triad kernel, best-of-N timing). The arrays come from
+ * ds3_alloc_aligned, as the weights read with --no-mmap do (2 MB aligned, huge pages where the
+ * kernel gives them), so the roofline compares like with like. */
 #include "kernels/membw.h"
 
 #include <stdlib.h>
@@ -39,9 +40,9 @@ double ds3_membw_measure_ex(int n_threads, double seconds, size_t bytes_per_arra
     if (n < 1024) n = 1024;
     triad_job j = {0};
     j.n = n;
-    void *pa = NULL, *pb = NULL, *pc = NULL;
-    if (posix_memalign(&pa, 64, n * sizeof(float)) || posix_memalign(&pb, 64, n * sizeof(float)) ||
-        posix_memalign(&pc, 64, n * sizeof(float))) {
+    void *pa = ds3_alloc_aligned(n * sizeof(float)), *pb = ds3_alloc_aligned(n * sizeof(float)),
+         *pc = ds3_alloc_aligned(n * sizeof(float));
+    if (!pa || !pb || !pc) {
         free(pa);
         free(pb);
         free(pc);
