@@ -485,25 +485,40 @@ static void avx512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float 
 /* ---- vecmat: y_j = x_j W[r0:r1, c0:c1] ------------------------------------------------------- */
 
 /* NJ vectors x NC*16 columns (16-lane chunks, masked at the right edge) over rows [r0, r1):
- * every output lane is one fma chain in r order from 0, as in ds3_vecmat_generic. */
+ * every output lane is one fma chain in r order from 0, as in ds3_vecmat_generic. With one
+ * vector (decode) a block is up to 256 columns wide, so a row of up to 256 values is read once,
+ * front to back, and the rows stream with a prefetch VM_PF_ROWS rows ahead that continues at
+ * ds3_pf_next past the last row when the block spans whole rows. */
+#define VM_PF_ROWS 16
 AI void vm_block(const int dt, const int NJ, const int NC, const ds3_mat *w, int64_t r0, int64_t r1, int64_t c,
                  int64_t c1, const float *x, size_t ldx, float *y, size_t ldy) {
     const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2;
     const int64_t nbc = (w->cols + DS3_FP8_BLOCK - 1) / DS3_FP8_BLOCK;
-    __mmask16 m[4];
+    const size_t rowb = (size_t)w->cols * esz;
+    __mmask16 m[16];
     UNROLL
     for (int q = 0; q < NC; q++) {
         int64_t n = c1 - (c + 16 * q);
         m[q] = n >= 16 ? (__mmask16)0xFFFF : n > 0 ? tail_mask(n) : 0;
     }
-    __m512 acc[8][4];
+    /* prefetch span of a row: the block's bytes; whole rows form one stream that goes on at ds3_pf_next */
+    const size_t span = (size_t)((c1 - c < 16 * NC ? c1 - c : 16 * NC)) * esz;
+    const int whole = c == 0 && c1 == w->cols;
+    const char *pend = (const char *)w->data + (size_t)r1 * rowb;
+    const intptr_t pjump = whole && ds3_pf_next ? (const char *)ds3_pf_next - pend : 0;
+    __m512 acc[8][16];
     UNROLL
     for (int j = 0; j < NJ; j++)
         UNROLL
         for (int q = 0; q < NC; q++) acc[j][q] = _mm512_setzero_ps();
     for (int64_t r = r0; r < r1; r++) {
-        const void *row = (const char *)w->data + (size_t)r * (size_t)w->cols * esz;
-        __m512 wv[4];
+        const void *row = (const char *)w->data + (size_t)r * rowb;
+        if (NJ == 1) {
+            const char *pa = (const char *)row + VM_PF_ROWS * rowb + (size_t)c * esz;
+            if (pa < pend || pjump)
+                for (size_t o = 0; o < span; o += 64) _mm_prefetch(pa >= pend ? pa + o + pjump : pa + o, PF_HINT);
+        }
+        __m512 wv[16];
         UNROLL
         for (int q = 0; q < NC; q++) {
             __m512 s1 = _mm512_setzero_ps(), s2 = s1;
@@ -529,16 +544,17 @@ AI void vm_block(const int dt, const int NJ, const int NC, const ds3_mat *w, int
         for (int q = 0; q < NC; q++) _mm512_mask_storeu_ps(y + (size_t)j * ldy + 16 * q, m[q], acc[j][q]);
 }
 
-/* Up to 8 vectors per pass (the attention's head groups read the cache once), 48-64 columns. */
+/* Up to 8 vectors per pass (the attention's head groups read the cache once), 48-64 columns;
+ * a single vector (decode) 256 columns. */
 AI void vecmat_dt(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x,
                   size_t ldx, int nj, float *y, size_t ldy) {
     for (int j0 = 0; j0 < nj; j0 += 8) {
-        const int n = nj - j0 < 8 ? nj - j0 : 8, cw = n > 6 ? 48 : 64;
+        const int n = nj - j0 < 8 ? nj - j0 : 8, cw = n == 1 ? 256 : n > 6 ? 48 : 64;
         const float *xj = x + (size_t)j0 * ldx;
         for (int64_t c = c0; c < c1; c += cw) {
             float *yj = y + (size_t)j0 * ldy + (c - c0);
             switch (n) {
-            case 1: vm_block(dt, 1, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
+            case 1: vm_block(dt, 1, 16, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
             case 2: vm_block(dt, 2, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
             case 3: vm_block(dt, 3, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
             case 4: vm_block(dt, 4, 4, w, r0, r1, c, c1, xj, ldx, yj, ldy); break;
