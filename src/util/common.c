@@ -35,19 +35,20 @@ void *ds3_calloc(size_t n, size_t size) {
 }
 
 /* Buffers of a few MB or more (weights read with --no-mmap, caches, optimizer state) are
- * aligned to 2 MB and offered to transparent huge pages: streaming 0.5 GB of weights per token
- * through 4 KB pages costs a TLB walk every 4 KB. The zeroing below faults the pages in after
- * the advice, so they arrive huge where the kernel has them. */
+ * aligned to 2 MB and their whole 2 MB pages offered to transparent huge pages: streaming 0.5 GB
+ * of weights per token through 4 KB pages costs a TLB walk every 4 KB. The tail past the last
+ * whole 2 MB stays in 4 KB pages, so resident memory does not grow by rounding (a sharded
+ * checkpoint has one buffer per shard). The zeroing below faults the pages in after the
+ * advice, so they arrive huge where the kernel has them. */
 #define HUGE_ALIGN ((size_t)2 << 20)
 void *ds3_alloc_aligned(size_t bytes) {
     void *p = NULL;
     size_t b = (bytes + 63) & ~(size_t)63;
     if (b == 0) b = 64;
     if (b >= 2 * HUGE_ALIGN) {
-        b = (b + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
         if (posix_memalign(&p, HUGE_ALIGN, b) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
-        (void)madvise(p, b, MADV_HUGEPAGE); /* advice only: failure leaves 4 KB pages */
+        (void)madvise(p, b & ~(HUGE_ALIGN - 1), MADV_HUGEPAGE); /* advice only: failure leaves 4 KB pages */
 #endif
     } else if (posix_memalign(&p, 64, b) != 0)
         return NULL;
