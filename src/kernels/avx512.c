@@ -523,7 +523,8 @@ AI void vm_block(const int dt, const int NJ, const int NC, const ds3_mat *w, int
         for (int q = 0; q < NC; q++) {
             __m512 s1 = _mm512_setzero_ps(), s2 = s1;
             int two = 0;
-            if (dt == DS3_DT_F8E4M3) { /* c0 % 16 == 0 (checked by the caller): no chunk straddles a block */
+            if (dt == DS3_DT_F8E4M3 && m[q]) { /* c0 % 16 == 0 (checked by the caller): no chunk straddles a
+                                                  * block; chunks past c1 read nothing, not even their scale */
                 float sc = w->scale[(r / DS3_FP8_BLOCK) * nbc + (c + 16 * q) / DS3_FP8_BLOCK];
                 two = fp8_big(sc);
                 s1 = _mm512_set1_ps(two ? FP8_POW : sc * FP8_POW);
