@@ -31,9 +31,11 @@ static void mm_worker(void *arg, int ith, int nth) {
     ds3_matmul_prefetch_next(NULL, 0);
 }
 
-static void mm_run(ds3_ctx *ctx, int n_chunks) {
-    if (!n_chunks) return;
-    mm_task t = {ctx->chunks, ctx->chunk_start, n_chunks, 0};
+/* Close the open chunk (pieces from chunk_start[nc] to np), if any, and run the nc (+1) chunks. */
+static void mm_run(ds3_ctx *ctx, int np, int nc) {
+    if (ctx->chunk_start[nc] < np) ctx->chunk_start[++nc] = np;
+    if (!nc) return;
+    mm_task t = {ctx->chunks, ctx->chunk_start, nc, 0};
     ds3_pool_run(ctx->pool, mm_worker, &t);
 }
 
@@ -72,8 +74,7 @@ void ds3_mm(ds3_ctx *ctx, const ds3_mm_job *jobs, int n_jobs) {
         const double rc = (double)jobs[i].w->cols * jobs[i].T; /* cost of one row */
         for (int64_t r = jobs[i].r0; r < jobs[i].r1;) {
             if (np == ctx->chunk_cap) { /* flush a full batch of pieces */
-                if (ctx->chunk_start[nc] < np) ctx->chunk_start[++nc] = np;
-                mm_run(ctx, nc);
+                mm_run(ctx, np, nc);
                 np = nc = 0;
                 acc = 0;
             }
@@ -94,8 +95,7 @@ void ds3_mm(ds3_ctx *ctx, const ds3_mm_job *jobs, int n_jobs) {
             }
         }
     }
-    if (ctx->chunk_start[nc] < np) ctx->chunk_start[++nc] = np;
-    mm_run(ctx, nc);
+    mm_run(ctx, np, nc);
 }
 
 void ds3_linear_fwd(ds3_ctx *ctx, const ds3_mat *w, const float *x, int T, float *y) {
