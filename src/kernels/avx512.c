@@ -203,7 +203,7 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
         for (int j = 0; j < NT; j++) y[(size_t)j * ldy + (size_t)(i * gap)] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-/* One token, BF16/F16/F32: the call's rows go as DEC_STREAMS runs of consecutive rows read side by
+/* Up to DEC_STREAMS_MAXT tokens, BF16/F16/F32: the call's rows go as DEC_STREAMS runs of consecutive rows read side by
  * side, one row of each run per register block, so every run is a strictly sequential stream.
  * Eight consecutive rows per block interleave eight short streams (one per row), which the
  * hardware prefetcher follows poorly; a few long sequential streams per core draw ~25% more
@@ -211,9 +211,14 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
  * six or eight streams or two rows per stream no better than one stream). The software prefetch
  * then runs DEC_STREAM_PF bytes ahead in each stream: the streams' prefetches share the L1, and
  * 4 x 2 KB measured best (4 x 4 KB: +15%). FP8 keeps eight consecutive rows: its kernel is bound
- * more by arithmetic (block sums), and two to eight streams of one or two rows measured 1-9% slower. */
+ * more by arithmetic (block sums), and two to eight streams of one or two rows measured 1-9% slower.
+ * Two and three tokens (speculative verification) stream the same way: MTP self-speculative
+ * decoding with one draft +6-16% (`ds3 bench --spec`, BF16 bench model with an agreeing MTP). */
 #define DEC_STREAMS 4
 #define DEC_STREAM_PF 2048
+#ifndef DEC_STREAMS_MAXT
+#define DEC_STREAMS_MAXT 3
+#endif
 
 AI void decode(const int dt, const int NT, const ds3_mat *w, int64_t r0, int64_t r1, const float *x,
                size_t ldx, float *y, size_t ldy) {
@@ -228,7 +233,7 @@ AI void decode(const int dt, const int NT, const ds3_mat *w, int64_t r0, int64_t
     const char *next = ds3_pf_next ? (const char *)ds3_pf_next : base + total;
     pf_stream pf = {base + total, next - (base + total), 0};
     int64_t r = r0;
-    if (dt != DS3_DT_F8E4M3 && NT == 1 && r1 - r0 >= 16 * DEC_STREAMS) {
+    if (dt != DS3_DT_F8E4M3 && NT <= DEC_STREAMS_MAXT && r1 - r0 >= 16 * DEC_STREAMS) {
         const int64_t h = (r1 - r0) / DEC_STREAMS; /* rows per stream; the remainder follows */
         const size_t sb = (size_t)h * rowb;
         /* a stream's prefetch past its end would fetch the next stream's start again: it goes on
@@ -237,7 +242,7 @@ AI void decode(const int dt, const int NT, const ds3_mat *w, int64_t r0, int64_t
         for (int q = 0; q < DEC_STREAMS; q++)
             for (size_t off = 0; off < sb && off < DEC_STREAM_PF; off += 64) _mm_prefetch(base + q * sb + off, PF_HINT);
         for (int64_t i = 0; i < h; i++)
-            dec_rows(dt, DEC_STREAMS, 1, DEC_STREAM_PF, w, r0 + i, h, x, ldx, y + i, ldy, pfs);
+            dec_rows(dt, DEC_STREAMS, NT, DEC_STREAM_PF, w, r0 + i, h, x, ldx, y + i, ldy, pfs);
         r = r0 + DEC_STREAMS * h;
     } else {
         size_t nb = total < PF_DIST ? total : PF_DIST;
