@@ -177,6 +177,7 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
         const float *sc[8];
         UNROLL
         for (int i = 0; i < R; i++) sc[i] = w->scale + ((r + i * gap) / DS3_FP8_BLOCK) * nbc;
+        const int shared = sc[R - 1] == sc[0]; /* all R rows in one 128-row scale block */
         for (int64_t b = 0; b < nbc; b++) {
             int64_t k0 = b * DS3_FP8_BLOCK, k1 = k0 + DS3_FP8_BLOCK < K ? k0 + DS3_FP8_BLOCK : K;
             __m512 blk[8][6];
@@ -185,13 +186,24 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
                 UNROLL
                 for (int j = 0; j < NT; j++) blk[i][j] = _mm512_setzero_ps();
             dec_span(dt, R, NT, PFD, rp, k0, k1, x, ldx, blk, pf);
-            UNROLL
-            for (int i = 0; i < R; i++) {
-                float pre, f;
-                fp8_block_mult(sc[i][b], &pre, &f);
-                const __m512 pv = _mm512_set1_ps(pre), fv = _mm512_set1_ps(f);
+            float pre0, f0;
+            fp8_block_mult(sc[0][b], &pre0, &f0);
+            if (shared && pre0 == 1.0f) { /* the usual case: one scale for all R rows, and blk * 1 is exact */
+                const __m512 fv = _mm512_set1_ps(f0);
                 UNROLL
-                for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(blk[i][j], pv), fv, acc[i][j]);
+                for (int i = 0; i < R; i++)
+                    UNROLL
+                    for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fmadd_ps(blk[i][j], fv, acc[i][j]);
+            } else {
+                UNROLL
+                for (int i = 0; i < R; i++) {
+                    float pre, f;
+                    fp8_block_mult(sc[i][b], &pre, &f);
+                    const __m512 pv = _mm512_set1_ps(pre), fv = _mm512_set1_ps(f);
+                    UNROLL
+                    for (int j = 0; j < NT; j++)
+                        acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(blk[i][j], pv), fv, acc[i][j]);
+                }
             }
         }
     } else {
