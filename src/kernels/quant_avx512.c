@@ -38,6 +38,11 @@
 #ifndef PF_BURST
 #define PF_BURST PF_DIST /* prefetched at the start of a call (4-16 KB measured the same in full decode) */
 #endif
+/* the Z path (8-row tiles of 1 KB rows at one token) prefetches half as far: Q8_0 decode +1-2%,
+ * Q4_K neutral (session 5, per-token interleaved A/B; 24 KB: -2%, 4 KB: -30%) */
+#ifndef ZPF_DIST
+#define ZPF_DIST 8192
+#endif
 
 /* The prefetch stream of the current call: addresses at or past the end of its rows continue
  * at ds3_pf_next (the thread's next matmul), as in the dense decode kernels. Set per call. */
@@ -537,7 +542,7 @@ AI void zgroup(const int type, const uint8_t *const *rows, const int R, const zt
     UNROLL for (int r = 0; r < R; r++) {
         const uint8_t *p = rows[r] + (size_t)g * gb;
         if (pf)
-            UNROLL for (size_t o = 0; o < pfb; o += 64) _mm_prefetch(pf_at((const char *)p + PF_DIST + o), _MM_HINT_T0);
+            UNROLL for (size_t o = 0; o < pfb; o += 64) _mm_prefetch(pf_at((const char *)p + ZPF_DIST + o), _MM_HINT_T0);
         __m512i W[8];
         __m512 S, M = _mm512_setzero_ps();
         if (type == 0) wq8_grp(p, n, NP, W, &S);
