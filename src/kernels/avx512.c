@@ -7,8 +7,9 @@
  * the same value ref.c uses), each output keeps one 16-lane f32 accumulator that sees
  * fma(x[k..k+15], w[k..k+15]) in k order (a zero-filled final chunk for the tail), and the 16
  * lanes are summed by one fixed tree (_mm512_reduce_add_ps). Decode (T <= 3) streams weight rows
- * four at a time straight from memory; prefill dequantizes a 16-row x 1024-col tile into a stack
- * buffer and runs a 4-row x 6-token register-blocked micro-kernel over it. */
+ * four or eight at a time straight from memory (BF16/F16/F32: one row from each of four
+ * sequential runs); prefill dequantizes a 16-row x 1024-col tile into a stack buffer and runs a
+ * 4-row x 6-token register-blocked micro-kernel over it. */
 #include "kernels.h"
 
 #include <immintrin.h>
@@ -215,8 +216,9 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
         for (int j = 0; j < NT; j++) y[(size_t)j * ldy + (size_t)(i * gap)] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-/* Up to DEC_STREAMS_MAXT tokens, BF16/F16/F32: the call's rows go as DEC_STREAMS runs of consecutive rows read side by
- * side, one row of each run per register block, so every run is a strictly sequential stream.
+/* Up to DEC_STREAMS_MAXT tokens, BF16/F16/F32: the call's rows go as DEC_STREAMS runs of
+ * consecutive rows read side by side, one row of each run per register block, so every run is a
+ * strictly sequential stream.
  * Eight consecutive rows per block interleave eight short streams (one per row), which the
  * hardware prefetcher follows poorly; a few long sequential streams per core draw ~25% more
  * bandwidth here (1.2B BF16 model, decode +24-29%, per-token interleaved A/B; two streams +17-19%,
