@@ -7,7 +7,7 @@
  * the same value ref.c uses), each output keeps one 16-lane f32 accumulator that sees
  * fma(x[k..k+15], w[k..k+15]) in k order (a zero-filled final chunk for the tail), and the 16
  * lanes are summed by one fixed tree (_mm512_reduce_add_ps). Decode (T <= 3) streams weight rows
- * four or eight at a time straight from memory (BF16/F16/F32: one row from each of four
+ * four or eight at a time straight from memory (one token: one row from each of four
  * sequential runs); prefill dequantizes a 16-row x 1024-col tile into a stack buffer and runs a
  * 4-row x 6-token register-blocked micro-kernel over it. */
 #include "kernels.h"
@@ -189,7 +189,9 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
             dec_span(dt, R, NT, PFD, rp, k0, k1, x, ldx, blk, pf);
             float pre0, f0;
             fp8_block_mult(sc[0][b], &pre0, &f0);
-            if (shared && pre0 == 1.0f) { /* the usual case: one scale for all R rows, and blk * 1 is exact */
+            /* blk * pre is skipped when pre is 1 (exact): one scale and one broadcast for all R rows
+             * when they share a scale block (consecutive rows), else one per row */
+            if (shared && pre0 == 1.0f) {
                 const __m512 fv = _mm512_set1_ps(f0);
                 UNROLL
                 for (int i = 0; i < R; i++)
@@ -200,10 +202,16 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
                 for (int i = 0; i < R; i++) {
                     float pre, f;
                     fp8_block_mult(sc[i][b], &pre, &f);
-                    const __m512 pv = _mm512_set1_ps(pre), fv = _mm512_set1_ps(f);
-                    UNROLL
-                    for (int j = 0; j < NT; j++)
-                        acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(blk[i][j], pv), fv, acc[i][j]);
+                    const __m512 fv = _mm512_set1_ps(f);
+                    if (pre == 1.0f) {
+                        UNROLL
+                        for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fmadd_ps(blk[i][j], fv, acc[i][j]);
+                    } else {
+                        const __m512 pv = _mm512_set1_ps(pre);
+                        UNROLL
+                        for (int j = 0; j < NT; j++)
+                            acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(blk[i][j], pv), fv, acc[i][j]);
+                    }
                 }
             }
         }
@@ -216,7 +224,7 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
         for (int j = 0; j < NT; j++) y[(size_t)j * ldy + (size_t)(i * gap)] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-/* Up to DEC_STREAMS_MAXT tokens, BF16/F16/F32: the call's rows go as DEC_STREAMS runs of
+/* Up to DEC_STREAMS_MAXT tokens (FP8: one): the call's rows go as DEC_STREAMS runs of
  * consecutive rows read side by side, one row of each run per register block, so every run is a
  * strictly sequential stream.
  * Eight consecutive rows per block interleave eight short streams (one per row), which the
@@ -224,9 +232,9 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
  * bandwidth here (1.2B BF16 model, decode +24-29%, per-token interleaved A/B; two streams +17-19%,
  * six or eight streams or two rows per stream no better than one stream). The software prefetch
  * then runs DEC_STREAM_PF bytes ahead in each stream: the streams' prefetches share the L1, and
- * 4 x 2 KB measured best (4 x 4 KB: +15%). FP8 keeps eight consecutive rows: its kernel is bound
- * more by arithmetic (block sums), and two to eight streams of one or two rows measured 1-9% slower.
- * Two and three tokens (speculative verification) stream the same way: MTP self-speculative
+ * 4 x 2 KB measured best (4 x 4 KB: +15%). FP8 one token: +13-15% once rows from different
+ * scale blocks fold their block sums without the multiply by 1 (before that, every stream layout
+ * measured 1-9% slower than eight consecutive rows sharing one scale). Two and three tokens (speculative verification) stream the same way: MTP self-speculative
  * decoding with one draft +6-16% (`ds3 bench --spec`, BF16 bench model with an agreeing MTP). */
 #define DEC_STREAMS 4
 #define DEC_STREAM_PF 2048
@@ -247,7 +255,7 @@ AI void decode(const int dt, const int NT, const ds3_mat *w, int64_t r0, int64_t
     const char *next = ds3_pf_next ? (const char *)ds3_pf_next : base + total;
     pf_stream pf = {base + total, next - (base + total), 0};
     int64_t r = r0;
-    if (dt != DS3_DT_F8E4M3 && NT <= DEC_STREAMS_MAXT && r1 - r0 >= 16 * DEC_STREAMS) {
+    if (NT <= (dt == DS3_DT_F8E4M3 ? 1 : DEC_STREAMS_MAXT) && r1 - r0 >= 16 * DEC_STREAMS) {
         const int64_t h = (r1 - r0) / DEC_STREAMS; /* rows per stream; the remainder follows */
         const size_t sb = (size_t)h * rowb;
         /* a stream's prefetch past its end would fetch the next stream's start again: it goes on
