@@ -187,32 +187,18 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
                 UNROLL
                 for (int j = 0; j < NT; j++) blk[i][j] = _mm512_setzero_ps();
             dec_span(dt, R, NT, PFD, rp, k0, k1, x, ldx, blk, pf);
+            /* rows sharing one scale block (consecutive rows) look it up once; blk * pre is
+             * skipped when pre is 1 (exact), the usual case */
             float pre0, f0;
             fp8_block_mult(sc[0][b], &pre0, &f0);
-            /* blk * pre is skipped when pre is 1 (exact): one scale and one broadcast for all R rows
-             * when they share a scale block (consecutive rows), else one per row */
-            if (shared && pre0 == 1.0f) {
-                const __m512 fv = _mm512_set1_ps(f0);
+            UNROLL
+            for (int i = 0; i < R; i++) {
+                float pre = pre0, f = f0;
+                if (i && !shared) fp8_block_mult(sc[i][b], &pre, &f);
+                const __m512 fv = _mm512_set1_ps(f), pv = _mm512_set1_ps(pre);
                 UNROLL
-                for (int i = 0; i < R; i++)
-                    UNROLL
-                    for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fmadd_ps(blk[i][j], fv, acc[i][j]);
-            } else {
-                UNROLL
-                for (int i = 0; i < R; i++) {
-                    float pre, f;
-                    fp8_block_mult(sc[i][b], &pre, &f);
-                    const __m512 fv = _mm512_set1_ps(f);
-                    if (pre == 1.0f) {
-                        UNROLL
-                        for (int j = 0; j < NT; j++) acc[i][j] = _mm512_fmadd_ps(blk[i][j], fv, acc[i][j]);
-                    } else {
-                        const __m512 pv = _mm512_set1_ps(pre);
-                        UNROLL
-                        for (int j = 0; j < NT; j++)
-                            acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(blk[i][j], pv), fv, acc[i][j]);
-                    }
-                }
+                for (int j = 0; j < NT; j++)
+                    acc[i][j] = _mm512_fmadd_ps(pre == 1.0f ? blk[i][j] : _mm512_mul_ps(blk[i][j], pv), fv, acc[i][j]);
             }
         }
     } else {
@@ -234,8 +220,9 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
  * then runs DEC_STREAM_PF bytes ahead in each stream: the streams' prefetches share the L1, and
  * 4 x 2 KB measured best (4 x 4 KB: +15%). FP8 one token: +13-15% once rows from different
  * scale blocks fold their block sums without the multiply by 1 (before that, every stream layout
- * measured 1-9% slower than eight consecutive rows sharing one scale). Two and three tokens (speculative verification) stream the same way: MTP self-speculative
- * decoding with one draft +6-16% (`ds3 bench --spec`, BF16 bench model with an agreeing MTP). */
+ * measured 1-9% slower than eight consecutive rows sharing one scale). Two and three tokens
+ * (speculative verification) stream the same way: MTP self-speculative decoding with one draft
+ * +6-16% (`ds3 bench --spec`, BF16 bench model with an agreeing MTP). */
 #define DEC_STREAMS 4
 #define DEC_STREAM_PF 2048
 #ifndef DEC_STREAMS_MAXT
