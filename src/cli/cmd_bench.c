@@ -228,10 +228,6 @@ int ds3_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "ds3 bench: %s\n", err);
         goto out;
     }
-    {   /* and one after the measurements */
-        double bw2 = ds3_membw_measure((int)threads, 1.0);
-        if (bw2 > bw) bw = bw2;
-    }
     const double pp = np / best_pp, tg = ng / best_tg, frac = tg * ms.bytes_per_token / (bw * 1e9);
     /* at depth np each decoded token also reads the latent cache of every earlier position */
     const double bytes_d = ms.bytes_per_token + ms.kv_bytes_per_token * (np + 0.5 * ng);
