@@ -87,6 +87,13 @@ static void test_llamacpp(const char *name, double tol, double min_agree) {
     ds3_model *m = ds3_model_load(path, &mp, err, sizeof err);
     CHECK(m != NULL, "%s: %s", path, err);
     if (!m) return;
+    if (!strcmp(name, "q8_0")) { /* the VNNI kernels get Q8_0 regrouped at load (quant.h), the rest as stored */
+        const ds3_dtype want = ds3_q8_0x16_wanted() ? DS3_DT_Q8_0X16 : DS3_DT_Q8_0;
+        const ds3_layer_w *l1 = &m->layers[1];
+        CHECK(m->layers[0].q_a.dtype == want && l1->experts[0].down.dtype == want && l1->shared.up.dtype == want,
+              "q8_0: matrices loaded as %s, want %s", ds3_dtype_name(m->layers[0].q_a.dtype), ds3_dtype_name(want));
+        CHECK(m->embed.dtype == DS3_DT_Q8_0, "q8_0: the embedding stays Q8_0 (%s)", ds3_dtype_name(m->embed.dtype));
+    }
     const int V = ds3_model_vocab_size(m);
     float *ref = read_f32(rpath, (size_t)n_toks * V);
     CHECK(ref != NULL, "%s unreadable", rpath);
@@ -313,6 +320,38 @@ static void test_roundtrip_tokenizer(void) {
     }
 }
 
+/* Q8_0x16 repacking at load: in place (--no-mmap) and copied out of a mapping give the same
+ * bits; against the file's layout (no_repack) only the summation order differs. */
+static void test_repack_paths(void) {
+    const char *path = FIX "dev-q8_0.gguf";
+    char err[DS3_ERR_LEN];
+    float *lg[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < 3; k++) {
+        ds3_model_params mp = ds3_model_default_params();
+        mp.use_mmap = k != 1;
+        mp.no_repack = k == 2;
+        ds3_model *m = ds3_model_load(path, &mp, err, sizeof err);
+        CHECK(m != NULL, "%s: %s", path, err);
+        if (!m) break;
+        const int V = ds3_model_vocab_size(m);
+        ds3_session_params sp = ds3_session_default_params();
+        sp.n_threads = 2;
+        sp.n_ctx = 64;
+        ds3_session *s = ds3_session_new(m, &sp, err, sizeof err);
+        lg[k] = malloc((size_t)n_toks * V * sizeof(float));
+        CHECK(s && ds3_session_eval(s, toks, n_toks, lg[k], err, sizeof err) == 0, "eval: %s", err);
+        ds3_session_free(s);
+        if (k) {
+            double md = 0;
+            for (size_t i = 0; i < (size_t)n_toks * V; i++) md = fmax(md, fabs(lg[k][i] - lg[0][i]));
+            if (k == 1) CHECK(md == 0, "q8_0: --no-mmap (repacked in place) differs from mmap (copied): %g", md);
+            else CHECK(md < 1e-3, "q8_0: no_repack differs from repacked by %g", md);
+        }
+        ds3_model_free(m);
+    }
+    for (int k = 0; k < 3; k++) free(lg[k]);
+}
+
 int main(void) {
     TEST_BEGIN("test_gguf");
     ds3_kernels_init();
@@ -321,6 +360,7 @@ int main(void) {
     CHECK(n_toks == 48, "tokens48.json: %d tokens", n_toks);
     test_llamacpp("f32", 1e-3, 1.0);
     test_llamacpp("q8_0", 0.15, 0.9);
+    test_repack_paths();
     test_hostile();
     test_roundtrip_tokenizer();
     ds3_kernels_set(best);

@@ -20,11 +20,17 @@ static float frand(void) {
     return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
 }
 
-static const ds3_dtype qtypes[] = {DS3_DT_Q8_0, DS3_DT_Q4_0, DS3_DT_Q4_K, DS3_DT_Q5_K, DS3_DT_Q6_K, DS3_DT_Q2_K, DS3_DT_Q3_K};
+static const ds3_dtype qtypes[] = {DS3_DT_Q8_0, DS3_DT_Q4_0, DS3_DT_Q4_K,  DS3_DT_Q5_K,
+                                   DS3_DT_Q6_K, DS3_DT_Q2_K, DS3_DT_Q3_K, DS3_DT_Q8_0X16};
 #define NQ ((int)(sizeof qtypes / sizeof qtypes[0]))
 
 /* random quantised matrix: via the quantiser, or random bytes with small f16 scales (Q2_K/Q3_K) */
 static void *make_q(ds3_dtype t, int64_t rows, int64_t cols, float *src) {
+    if (t == DS3_DT_Q8_0X16) { /* Q8_0, repacked */
+        void *q = make_q(DS3_DT_Q8_0, rows, cols, src);
+        CHECK(ds3_q8_0x16_repack(q, rows, cols) == 0, "repack");
+        return q;
+    }
     const size_t rb = ds3_row_bytes(t, cols);
     uint8_t *q = malloc(rb * (size_t)rows);
     for (int64_t i = 0; i < rows * cols; i++) src[i] = frand() * (1.0f + 3.0f * (i % 7 == 0));
@@ -117,7 +123,7 @@ static void test_set(const char *set) {
     const ds3_kernels *qk = ds3_qkern;
     if (qk == &ds3_qkernels_ref) return;
     const int64_t colsv[] = {32, 64, 96, 256, 512, 768, 1024, 1600, 2816};
-    const int64_t rowsv[] = {1, 3, 4, 5, 17};
+    const int64_t rowsv[] = {1, 3, 4, 5, 17}, rowsv16[] = {16, 32, 48, 160, 272}; /* Q8_0x16: whole groups */
     const int Tv[] = {1, 2, 3, 4, 5, 7, 9};
     for (int ti = 0; ti < NQ; ti++) {
         const ds3_dtype dt = qtypes[ti];
@@ -127,7 +133,7 @@ static void test_set(const char *set) {
             const int64_t K = colsv[ci];
             if (K % qk_) continue;
             for (size_t ri = 0; ri < sizeof rowsv / sizeof rowsv[0]; ri++) {
-                const int64_t R = rowsv[ri];
+                const int64_t R = dt == DS3_DT_Q8_0X16 ? rowsv16[ri] : rowsv[ri];
                 float *src = malloc((size_t)(R * K) * sizeof *src);
                 void *q = make_q(dt, R, K, src);
                 ds3_mat w = {dt, R, K, q, NULL};
@@ -201,17 +207,18 @@ static void test_set(const char *set) {
 static void test_ref(void) {
     for (int ti = 0; ti < NQ; ti++) {
         const ds3_dtype dt = qtypes[ti];
-        const int64_t K = 512, R = 5;
+        const int64_t K = 512, R = dt == DS3_DT_Q8_0X16 ? 16 : 5;
         float *src = malloc((size_t)(R * K) * sizeof *src), *x = malloc((size_t)(3 * K) * sizeof *x);
         void *q = make_q(dt, R, K, src);
         ds3_mat w = {dt, R, K, q, NULL};
         for (int64_t i = 0; i < 3 * K; i++) x[i] = frand();
-        float y[15], row[512];
+        float y[3 * 16], row[512];
         ds3_qkernels_ref.matmul(&w, 0, R, x, (size_t)K, 3, y, (size_t)R);
         double md = 0;
         for (int t = 0; t < 3; t++)
             for (int64_t r = 0; r < R; r++) {
-                ds3_q_dequant_blocks(dt, (const uint8_t *)q + (size_t)r * ds3_row_bytes(dt, K), 0, K / ds3_q_blck(dt), row);
+                if (dt == DS3_DT_Q8_0X16) ds3_qkernels_ref.dequant_row(&w, r, 0, K, row);
+                else ds3_q_dequant_blocks(dt, (const uint8_t *)q + (size_t)r * ds3_row_bytes(dt, K), 0, K / ds3_q_blck(dt), row);
                 double s = 0;
                 for (int64_t k = 0; k < K; k++) s += (double)row[k] * x[t * K + k];
                 md = fmax(md, fabs(s - y[t * R + r]));
@@ -223,12 +230,46 @@ static void test_ref(void) {
     }
 }
 
+/* Q8_0x16 holds the very values of the Q8_0 matrix it was repacked from: every block comes back
+ * byte for byte, and the scalar twin gives the same bits for both layouts. */
+static void test_x16_layout(void) {
+    const int64_t R = 48, K = 96 * 32;
+    float *src = malloc((size_t)(R * K) * sizeof *src), *x = malloc((size_t)(2 * K) * sizeof *x);
+    uint8_t *q = make_q(DS3_DT_Q8_0, R, K, src);
+    const size_t bytes = ds3_row_bytes(DS3_DT_Q8_0, K) * (size_t)R;
+    uint8_t *p = malloc(bytes);
+    memcpy(p, q, bytes);
+    CHECK(ds3_q8_0x16_repack(p, R, K) == 0, "repack");
+    CHECK(memcmp(p, q, bytes) != 0, "Q8_0x16: repacking changed nothing");
+    const ds3_mat a = {DS3_DT_Q8_0, R, K, q, NULL}, b = {DS3_DT_Q8_0X16, R, K, p, NULL};
+    int bad_blk = 0;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t k = 0; k < K / 32; k++) {
+            ds3_blk_q8_0 blk;
+            ds3_q8_0x16_block(&b, r, k, &blk);
+            if (memcmp(&blk, (const ds3_blk_q8_0 *)(q + (size_t)r * ds3_row_bytes(DS3_DT_Q8_0, K)) + k, sizeof blk)) bad_blk++;
+        }
+    CHECK(bad_blk == 0, "Q8_0x16: %d blocks differ from the Q8_0 source", bad_blk);
+    for (int64_t i = 0; i < 2 * K; i++) x[i] = frand();
+    float *ya = malloc((size_t)(2 * R) * sizeof *ya), *yb = malloc((size_t)(2 * R) * sizeof *yb);
+    ds3_qkernels_ref.matmul(&a, 0, R, x, (size_t)K, 2, ya, (size_t)R);
+    ds3_qkernels_ref.matmul(&b, 0, R, x, (size_t)K, 2, yb, (size_t)R);
+    CHECK(!memcmp(ya, yb, (size_t)(2 * R) * sizeof *ya), "Q8_0x16: the twin differs from Q8_0's");
+    free(src);
+    free(x);
+    free(q);
+    free(p);
+    free(ya);
+    free(yb);
+}
+
 int main(void) {
     TEST_BEGIN("test_quant");
     ds3_kernels_init();
     const char *best = ds3_kernels_name();
     test_quantizers();
     test_ref();
+    test_x16_layout();
     test_set("avx2");
     test_set("avx512");
     ds3_kernels_set(best);

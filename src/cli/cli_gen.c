@@ -41,7 +41,9 @@ void cli_gen_usage(FILE *f) {
                "  --draft N             tokens drafted per speculative step (default 1)\n"
                "  --ignore-eos          keep generating after the end-of-sequence token\n"
                "  --no-mmap             read the weights into RAM instead of mapping them\n"
-               "  --mlock               lock the mapped weights in RAM\n");
+               "  --mlock               lock the mapped weights in RAM\n"
+               "  --no-repack           keep GGUF Q8_0 weights in the file's layout (default: regrouped\n"
+               "                        16 rows at a time at load for the AVX-512 VNNI kernels)\n");
 }
 
 int cli_gen_flag(const char *C, cli_gen_opts *o, int argc, char **argv, int *i) {
@@ -72,6 +74,7 @@ int cli_gen_flag(const char *C, cli_gen_opts *o, int argc, char **argv, int *i) 
     if (!strcmp(a, "--ignore-eos")) { o->ignore_eos = 1; return 1; }
     if (!strcmp(a, "--no-mmap")) { o->mp.use_mmap = 0; return 1; }
     if (!strcmp(a, "--mlock")) { o->mp.use_mlock = 1; return 1; }
+    if (!strcmp(a, "--no-repack")) { o->mp.no_repack = 1; return 1; }
     return 0;
 #undef NEEDV
 }

@@ -27,6 +27,7 @@ static void usage(void) {
            "                        mem_bw_gb_s, roofline_fraction, ...)\n"
            "  --no-mmap, --mlock    load the weights into RAM / lock them (recommended: the page cache may\n"
            "                        be trimmed under you)\n"
+           "  --no-repack           keep GGUF Q8_0 weights in the file's layout\n"
            "  --synth DIR           write the synthetic benchmark checkpoint to DIR and exit\n"
            "  --mtp-agree           with --synth: an MTP module that agrees with the main model (the main\n"
            "                        model made nearly bigram by scaling block outputs by --block-scale,\n"
@@ -140,6 +141,7 @@ int ds3_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--block-scale")) { if (cli_parse_float(C, a, v, 0, 1, &bscale)) return 2; i++; }
         else if (!strcmp(a, "--no-mmap")) mp.use_mmap = 0;
         else if (!strcmp(a, "--mlock")) mp.use_mlock = 1;
+        else if (!strcmp(a, "--no-repack")) mp.no_repack = 1;
         else return cli_usage_error(C, "unknown option '%s'", a);
     }
     char err[DS3_ERR_LEN];

@@ -21,7 +21,8 @@ static void usage(void) {
            "  -b, --batch-size N    tokens per forward chunk (default 512)\n"
            "  -t, --threads N       threads (default: all cores)\n"
            "  --no-mmap             read the weights into RAM instead of mapping them\n"
-           "  --mlock               lock the mapped weights in RAM\n");
+           "  --mlock               lock the mapped weights in RAM\n"
+           "  --no-repack           keep GGUF Q8_0 weights in the file's layout\n");
 }
 
 static int argmax(const float *x, int n) {
@@ -48,6 +49,7 @@ int ds3_cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) { if (cli_parse_int(C, a, v, 1, 1 << 16, &batch)) return 2; i++; }
         else if (!strcmp(a, "--no-mmap")) mp.use_mmap = 0;
         else if (!strcmp(a, "--mlock")) mp.use_mlock = 1;
+        else if (!strcmp(a, "--no-repack")) mp.no_repack = 1;
         else return cli_usage_error(C, "unknown option '%s'", a);
     }
     if (!dir) return cli_usage_error(C, "-m DIR is required");

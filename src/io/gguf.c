@@ -394,6 +394,10 @@ int ds3_gguf_parse(const void *buf, size_t len, const char *path, ds3_gguf **out
     return 0;
 }
 
+uint64_t ds3_gguf_file_offset(const ds3_gguf *g, const void *p) { return (uint64_t)((const uint8_t *)p - g->base); }
+
+int ds3_gguf_storage(const ds3_gguf *g) { return g->owned ? DS3_GGUF_RAM : g->mapped ? DS3_GGUF_MAPPED : DS3_GGUF_CALLER; }
+
 int ds3_gguf_open(const char *path, int use_mmap, int use_mlock, ds3_gguf **out, char *err, size_t errlen) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -77,6 +77,13 @@ int ds3_gguf_open(const char *path, int use_mmap, int use_mlock, ds3_gguf **out,
 /* Parse a whole file already in memory (not copied: buf must outlive the result). For the fuzzer. */
 int ds3_gguf_parse(const void *buf, size_t len, const char *path, ds3_gguf **out, char *err, size_t errlen);
 void ds3_gguf_close(ds3_gguf *g);
+/* Where the tensor data lives: DS3_GGUF_CALLER (ds3_gguf_parse's buffer), DS3_GGUF_MAPPED (a
+ * read-only private mapping of the file) or DS3_GGUF_RAM (read into a buffer the reader owns,
+ * --no-mmap: the loader may rewrite tensor data in place). */
+enum { DS3_GGUF_CALLER, DS3_GGUF_MAPPED, DS3_GGUF_RAM };
+int ds3_gguf_storage(const ds3_gguf *g);
+/* Byte offset in the file of a pointer into the tensor data (any storage). */
+uint64_t ds3_gguf_file_offset(const ds3_gguf *g, const void *p);
 
 const char *ds3_gguf_path(const ds3_gguf *g);
 uint32_t ds3_gguf_version(const ds3_gguf *g);

@@ -23,6 +23,24 @@ typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d;
 typedef struct { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; } ds3_blk_q2_k;
 typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; } ds3_blk_q3_k;
 
+/* Q8_0x16 (DS3_DT_Q8_0X16): Q8_0 rows regrouped at load so that the AVX-512 VNNI kernel reads 16
+ * rows at once with one row per 32-bit lane (as llama.cpp's CPU repack buffers do). The matrix
+ * needs rows % 16 == 0. Group g (rows 16g..16g+15) keeps the bytes that rows held before,
+ * [16g rb, 16(g+1) rb) with rb = ds3_row_bytes(cols), so row-range arithmetic at 16-row
+ * boundaries is unchanged; inside the group, block b (columns 32b..32b+31) is 544 bytes at b*544:
+ *   byte 64j + 4i + m (j < 8, i < 16, m < 4) = q[16g + i][32b + 4j + m] + 128 (as uint8)
+ *   bytes 512 + 2i, 513 + 2i                 = f16 d of row 16g + i, block b
+ * The values are exactly those of the Q8_0 blocks (ds3_q8_0x16_block gives one back). */
+#define DS3_Q8X16_ROWS 16
+/* 1 when the kernels in use read Q8_0x16 faster than Q8_0 (AVX-512 VNNI), so loaders repack. */
+int ds3_q8_0x16_wanted(void);
+/* Repack a (rows, cols) Q8_0 matrix in place, or from src into dst (the same size, not
+ * overlapping unless equal); rows % 16 == 0, cols % 32 == 0. -1: out of memory. */
+int ds3_q8_0x16_repack(void *data, int64_t rows, int64_t cols);
+int ds3_q8_0x16_repack_to(void *dst, const void *src, int64_t rows, int64_t cols);
+/* Block b of row r of a Q8_0x16 matrix, as a plain Q8_0 block. */
+void ds3_q8_0x16_block(const ds3_mat *w, int64_t r, int64_t b, ds3_blk_q8_0 *out);
+
 /* Elements per block and bytes per block of a quantised ds3_dtype (0 for others). */
 int ds3_q_blck(ds3_dtype t);
 size_t ds3_q_blck_bytes(ds3_dtype t);

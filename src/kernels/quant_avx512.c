@@ -585,6 +585,171 @@ AI void ztile(const int type, const uint8_t *const *rows, const int R, const zto
         _mm512_reduce_add_ps(acc[r][c]);
 }
 
+/* ---- Q8_0x16: 16 rows in the 16 lanes (layout in quant.h, repacked at load) ----
+ * Lane i of every vector is row 16g + i, so vpdpbusd of a block's 8 weight vectors with the
+ * token's activation dwords broadcast leaves the 16 rows' integer block sums in one vector: no
+ * byte permutes, no horizontal reduction, the 16 f16 scales one load. Per block and row:
+ * t = cvt(I) * da - ds (ds = 128 d sum(q), the +128 of the stored bytes), then
+ * acc[b & 1] = fma(t, dw, acc[b & 1]); y = acc[0] + acc[1] (two chains hide the fma latency).
+ * Every tile shape does exactly this, so results do not depend on T or on the row split. */
+#ifndef XPF_DIST
+#define XPF_DIST 4096
+#endif
+
+typedef struct {
+    int8_t *q;  /* (T, K) */
+    float *da;  /* (T, K/32) block scales d */
+    float *ds;  /* (T, K/32) 128 * d * sum(q) */
+    size_t K;
+} xact;
+
+VNNI static int xact_fill(xact *a, const float *x, size_t ldx, int T, int64_t K) {
+    const size_t nb = (size_t)K / 32;
+    if (tls_grow(&zbuf, &zcap, (size_t)T * ((size_t)K + 8 * nb) + 64)) return -1;
+    a->K = (size_t)K;
+    a->q = zbuf;
+    a->da = (float *)((char *)zbuf + (size_t)T * (size_t)K);
+    a->ds = a->da + (size_t)T * nb;
+    for (int t = 0; t < T; t++)
+        for (size_t b = 0; b < nb; b++) {
+            __m512i i0, i1;
+            const float d = act_block_q8(x + (size_t)t * ldx + 32 * b, a->q + (size_t)t * K + 32 * b, &i0, &i1);
+            a->da[(size_t)t * nb + b] = d;
+            a->ds[(size_t)t * nb + b] = 128.0f * d * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+        }
+    return 0;
+}
+
+/* one block (544 bytes at p) of the group for C tokens into acc[c] */
+AI void x16_block(const uint8_t *p, int64_t b, const int32_t *const *aq, const float *const *da, const float *const *ds,
+                  const int C, __m512 *acc, int pf) {
+    if (pf)
+        UNROLL for (int o = 0; o < 544; o += 64) _mm_prefetch(pf_at((const char *)p + XPF_DIST + o), _MM_HINT_T0);
+    __m512i W[8];
+    UNROLL for (int j = 0; j < 8; j++) W[j] = _mm512_loadu_si512(p + 64 * j);
+    const __m512 DW = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 512)));
+    UNROLL for (int c = 0; c < C; c++) {
+        const int32_t *a = aq[c] + 8 * b;
+        __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[0], _mm512_set1_epi32(a[0]));
+        __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W[1], _mm512_set1_epi32(a[1]));
+        UNROLL for (int j = 2; j < 8; j += 2) {
+            i0 = _mm512_dpbusd_epi32(i0, W[j], _mm512_set1_epi32(a[j]));
+            i1 = _mm512_dpbusd_epi32(i1, W[j + 1], _mm512_set1_epi32(a[j + 1]));
+        }
+        const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), _mm512_set1_ps(da[c][b]),
+                                         _mm512_set1_ps(ds[c][b]));
+        acc[c] = _mm512_fmadd_ps(t, DW, acc[c]);
+    }
+}
+
+/* The 16 rows of group g (at gp) x tokens t0..t0+C-1 -> out[c * 16 + i]. */
+AI void x16_tile(const uint8_t *gp, int64_t nb, const xact *a, int t0, const int C, float *out, int pf) {
+    const size_t K = a->K, nbs = K / 32;
+    const int32_t *aq[4];
+    const float *da[4], *ds[4];
+    __m512 acc0[4], acc1[4];
+    UNROLL for (int c = 0; c < C; c++) {
+        aq[c] = (const int32_t *)(a->q + (size_t)(t0 + c) * K);
+        da[c] = a->da + (size_t)(t0 + c) * nbs;
+        ds[c] = a->ds + (size_t)(t0 + c) * nbs;
+        acc0[c] = acc1[c] = _mm512_setzero_ps();
+    }
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        x16_block(gp + (size_t)b * 544, b, aq, da, ds, C, acc0, pf);
+        x16_block(gp + (size_t)(b + 1) * 544, b + 1, aq, da, ds, C, acc1, pf);
+    }
+    if (b < nb) x16_block(gp + (size_t)b * 544, b, aq, da, ds, C, acc0, pf);
+    UNROLL for (int c = 0; c < C; c++) _mm512_storeu_ps(out + 16 * c, _mm512_add_ps(acc0[c], acc1[c]));
+}
+
+/* One token, four groups from four runs of groups (gp[q], q < 4) side by side: every run is a
+ * strictly sequential stream (see the dense decode's streams in avx512.c). Prefetches run XSPF
+ * bytes ahead in each stream; past a stream's end (the next stream's start, read long ago) they
+ * are dropped, except the last stream's, which continue at ds3_pf_next as pf_at does. */
+#ifndef XSPF
+#define XSPF 2048 /* per stream; 1 KB -4%, 4 KB -7%, 8 KB -11%, none -20% (Q8_0 decode, per-token A/B) */
+#endif
+AI void x16_tile4(const uint8_t *const *gp, const char *const *end, int64_t nb, const xact *a, float *out) {
+    const int32_t *aq = (const int32_t *)a->q;
+    const float *da = a->da, *ds = a->ds;
+    __m512 acc[4][2];
+    UNROLL for (int q = 0; q < 4; q++) acc[q][0] = acc[q][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512i A0 = _mm512_set1_epi32(aq[8 * b]); /* reused by the 4 groups: 8 broadcasts a block */
+        const __m512i A1 = _mm512_set1_epi32(aq[8 * b + 1]), A2 = _mm512_set1_epi32(aq[8 * b + 2]);
+        const __m512i A3 = _mm512_set1_epi32(aq[8 * b + 3]), A4 = _mm512_set1_epi32(aq[8 * b + 4]);
+        const __m512i A5 = _mm512_set1_epi32(aq[8 * b + 5]), A6 = _mm512_set1_epi32(aq[8 * b + 6]);
+        const __m512i A7 = _mm512_set1_epi32(aq[8 * b + 7]);
+        const __m512 DA = _mm512_set1_ps(da[b]), DS = _mm512_set1_ps(ds[b]);
+        UNROLL for (int q = 0; q < 4; q++) {
+            const uint8_t *p = gp[q] + (size_t)b * 544;
+            UNROLL for (int o = 0; o < 544; o += 64) {
+                const char *pa = (const char *)p + XSPF + o;
+                if (pa < end[q]) _mm_prefetch(pa, _MM_HINT_T0);
+                else if (q == 3) _mm_prefetch(pf_at(pa), _MM_HINT_T0);
+            }
+            __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p), A0);
+            __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p + 64), A1);
+            i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512(p + 128), A2);
+            i1 = _mm512_dpbusd_epi32(i1, _mm512_loadu_si512(p + 192), A3);
+            i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512(p + 256), A4);
+            i1 = _mm512_dpbusd_epi32(i1, _mm512_loadu_si512(p + 320), A5);
+            i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512(p + 384), A6);
+            i1 = _mm512_dpbusd_epi32(i1, _mm512_loadu_si512(p + 448), A7);
+            const __m512 DW = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 512)));
+            const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), DA, DS);
+            acc[q][b & 1] = _mm512_fmadd_ps(t, DW, acc[q][b & 1]);
+        }
+    }
+    UNROLL for (int q = 0; q < 4; q++) _mm512_storeu_ps(out + 16 * q, _mm512_add_ps(acc[q][0], acc[q][1]));
+}
+
+VNNI static void x16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
+                            size_t ldy) {
+    const int64_t nb = w->cols / 32;
+    const size_t gb = DS3_Q8X16_ROWS * ds3_row_bytes(DS3_DT_Q8_0X16, w->cols);
+    xact a;
+    if (xact_fill(&a, x, ldx, T, w->cols)) {
+        ds3_qkernels_ref.matmul(w, r0, r1, x, ldx, T, y, ldy);
+        return;
+    }
+    float tmp[4 * 16];
+    if (T == 1 && r0 % DS3_Q8X16_ROWS == 0 && (r1 - r0) / DS3_Q8X16_ROWS >= 8) {
+        const int64_t h = (r1 - r0) / DS3_Q8X16_ROWS / 4; /* groups per stream; the rest follow */
+        const uint8_t *g0 = (const uint8_t *)w->data + (size_t)(r0 / DS3_Q8X16_ROWS) * gb;
+        for (int q = 0; q < 4; q++)
+            for (int o = 0; o < XSPF; o += 64) _mm_prefetch((const char *)g0 + (size_t)q * h * gb + o, _MM_HINT_T0);
+        const char *end[4];
+        for (int q = 0; q < 4; q++) end[q] = (const char *)g0 + (size_t)(q + 1) * h * gb;
+        for (int64_t i = 0; i < h; i++) {
+            const uint8_t *gp[4];
+            for (int q = 0; q < 4; q++) gp[q] = g0 + (size_t)(q * h + i) * gb;
+            x16_tile4(gp, end, nb, &a, tmp);
+            for (int q = 0; q < 4; q++) memcpy(y + (size_t)((q * h + i) * DS3_Q8X16_ROWS), tmp + 16 * q, 16 * sizeof(float));
+        }
+        r0 += 4 * h * DS3_Q8X16_ROWS;
+        y += 4 * h * DS3_Q8X16_ROWS;
+    }
+    for (int64_t r = r0; r < r1;) {
+        /* a whole group is computed even when the call wants part of it (a split off the 16-row
+         * grid): the same arithmetic, so the same bits */
+        const int64_t g = r / DS3_Q8X16_ROWS, gr0 = g * DS3_Q8X16_ROWS;
+        const int64_t n = (gr0 + DS3_Q8X16_ROWS < r1 ? gr0 + DS3_Q8X16_ROWS : r1) - r;
+        const uint8_t *gp = (const uint8_t *)w->data + (size_t)g * gb;
+        for (int t = 0; t < T; t += 4) {
+            const int C = T - t < 4 ? T - t : 4;
+            if (C == 4) x16_tile(gp, nb, &a, t, 4, tmp, t == 0);
+            else if (C == 3) x16_tile(gp, nb, &a, t, 3, tmp, t == 0);
+            else if (C == 2) x16_tile(gp, nb, &a, t, 2, tmp, t == 0);
+            else x16_tile(gp, nb, &a, t, 1, tmp, t == 0);
+            for (int c = 0; c < C; c++)
+                for (int64_t i = 0; i < n; i++) y[(size_t)(t + c) * ldy + (size_t)(r + i - r0)] = tmp[c * 16 + (r - gr0) + i];
+        }
+        r += n;
+    }
+}
+
 VNNI static void ztile_dispatch(int type, const uint8_t *const *rows, int R, const ztok *tk, int C, int64_t cols, float *out,
                                 size_t ldo, int pf) {
 #define ZT(TY, RR, CC) ztile(TY, rows, RR, tk, CC, cols, out, ldo, pf)
@@ -675,6 +840,10 @@ VNNI static void q512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const flo
         qpf_end = b0 + total;
         qpf_jump = ds3_pf_next ? (const char *)ds3_pf_next - qpf_end : 0;
     }
+    if (dt == DS3_DT_Q8_0X16) {
+        x16_matmul(w, r0, r1, x, ldx, T, y, ldy);
+        return;
+    }
     const int zk = w->cols >= ZMIN_K;
     const int ztype = dt == DS3_DT_Q8_0 && zk ? 0 : dt == DS3_DT_Q4_0 && zk ? 1 : dt == DS3_DT_Q4_K ? 2 : -1;
     zact za = {0};
@@ -707,6 +876,11 @@ VNNI static void q512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const flo
         }
         r += R;
     }
+}
+
+int ds3_q8_0x16_wanted(void) {
+    ds3_kernels_init();
+    return ds3_qkern == &ds3_qkernels_avx512 && has_vnni();
 }
 
 static void q512_dequant_row(const ds3_mat *w, int64_t r, int64_t c0, int64_t c1, float *dst) {

@@ -3,13 +3,14 @@
  * dequantisation) with the f32 activations, no activation rounding. Also the quantisers used by
  * the GGUF writer and the helpers declared in quant.h. Reference: ggml/src/ggml-quants.c. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/quant.h"
 
 int ds3_q_blck(ds3_dtype t) {
     switch (t) {
-    case DS3_DT_Q8_0: case DS3_DT_Q4_0: return 32;
+    case DS3_DT_Q8_0: case DS3_DT_Q8_0X16: case DS3_DT_Q4_0: return 32;
     case DS3_DT_Q4_K: case DS3_DT_Q5_K: case DS3_DT_Q6_K: case DS3_DT_Q2_K: case DS3_DT_Q3_K: return 256;
     default: return 0;
     }
@@ -17,7 +18,7 @@ int ds3_q_blck(ds3_dtype t) {
 
 size_t ds3_q_blck_bytes(ds3_dtype t) {
     switch (t) {
-    case DS3_DT_Q8_0: return sizeof(ds3_blk_q8_0);
+    case DS3_DT_Q8_0: case DS3_DT_Q8_0X16: return sizeof(ds3_blk_q8_0);
     case DS3_DT_Q4_0: return sizeof(ds3_blk_q4_0);
     case DS3_DT_Q4_K: return sizeof(ds3_blk_q4_k);
     case DS3_DT_Q5_K: return sizeof(ds3_blk_q5_k);
@@ -171,6 +172,60 @@ void ds3_q_dequant_blocks(ds3_dtype t, const void *row, int64_t b0, int64_t nb, 
     }
 }
 
+/* ---- Q8_0x16 (layout in quant.h) ---- */
+
+/* One group of 16 rows: src holds the rows in Q8_0 (row i at src + i * rb), dst the group. */
+static void x16_group(uint8_t *dst, const uint8_t *src, int64_t nb, size_t rb) {
+    for (int i = 0; i < DS3_Q8X16_ROWS; i++) {
+        const uint8_t *blk = src + (size_t)i * rb;
+        for (int64_t b = 0; b < nb; b++, blk += sizeof(ds3_blk_q8_0)) {
+            uint8_t *o = dst + (size_t)b * 544;
+            for (int j = 0; j < 8; j++) {
+                uint32_t v;
+                memcpy(&v, blk + 2 + 4 * j, 4);
+                v ^= 0x80808080u;
+                memcpy(o + 64 * j + 4 * i, &v, 4);
+            }
+            memcpy(o + 512 + 2 * i, blk, 2);
+        }
+    }
+}
+
+int ds3_q8_0x16_repack_to(void *dst, const void *src, int64_t rows, int64_t cols) {
+    const int64_t nb = cols / 32;
+    const size_t rb = (size_t)nb * sizeof(ds3_blk_q8_0), gb = DS3_Q8X16_ROWS * rb;
+    uint8_t *tmp = NULL;
+    if (dst == src && !(tmp = malloc(gb))) return -1;
+    for (int64_t g = 0; g < rows / DS3_Q8X16_ROWS; g++) {
+        const uint8_t *s = (const uint8_t *)src + (size_t)g * gb;
+        if (tmp) s = memcpy(tmp, s, gb);
+        x16_group((uint8_t *)dst + (size_t)g * gb, s, nb, rb);
+    }
+    free(tmp);
+    return 0;
+}
+
+int ds3_q8_0x16_repack(void *data, int64_t rows, int64_t cols) { return ds3_q8_0x16_repack_to(data, data, rows, cols); }
+
+void ds3_q8_0x16_block(const ds3_mat *w, int64_t r, int64_t b, ds3_blk_q8_0 *out) {
+    const size_t rb = ds3_row_bytes(DS3_DT_Q8_0X16, w->cols);
+    const int i = (int)(r % DS3_Q8X16_ROWS);
+    const uint8_t *p = (const uint8_t *)w->data + (size_t)(r - i) * rb + (size_t)b * 544;
+    for (int k = 0; k < 32; k++) out->qs[k] = (int8_t)(p[64 * (k / 4) + 4 * i + k % 4] ^ 0x80);
+    memcpy(&out->d, p + 512 + 2 * i, 2);
+}
+
+/* Block b of row r of w dequantised into buf (any quantised dtype). */
+static void ref_block(const ds3_mat *w, const uint8_t *row, int64_t r, int64_t b, float *buf) {
+    if (w->dtype == DS3_DT_Q8_0X16) {
+        ds3_blk_q8_0 q;
+        ds3_q8_0x16_block(w, r, b, &q);
+        dq_q8_0(&q, buf);
+    } else {
+        ds3_q_dequant_blocks(w->dtype, row, b, 1, buf);
+    }
+}
+
 /* ---- the reference kernels ---- */
 
 static void qref_dequant_row(const ds3_mat *w, int64_t r, int64_t c0, int64_t c1, float *dst) {
@@ -178,7 +233,7 @@ static void qref_dequant_row(const ds3_mat *w, int64_t r, int64_t c0, int64_t c1
     const uint8_t *row = (const uint8_t *)w->data + (size_t)r * ds3_row_bytes(w->dtype, w->cols);
     float buf[256];
     for (int64_t b = c0 / qk; b * qk < c1; b++) {
-        ds3_q_dequant_blocks(w->dtype, row, b, 1, buf);
+        ref_block(w, row, r, b, buf);
         for (int j = 0; j < qk; j++) {
             const int64_t c = b * qk + j;
             if (c >= c0 && c < c1) dst[c - c0] = buf[j];
@@ -198,7 +253,7 @@ static void qref_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rb;
         for (int t = 0; t < T; t++) y[(size_t)t * ldy + (r - r0)] = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
-            ds3_q_dequant_blocks(w->dtype, row, b, 1, buf);
+            ref_block(w, row, r, b, buf);
             for (int t = 0; t < T; t++) {
                 const float *xt = x + (size_t)t * ldx + b * qk;
                 float acc = 0.0f;

@@ -50,6 +50,7 @@ struct ds3_model {
     ds3_config cfg;
     ds3_st *st;
     struct ds3_gguf *gguf;   /* set instead of st for a GGUF file (src/model/model_gguf.c) */
+    void *repacked;          /* owned: Q8_0x16 copies of a mapped GGUF's Q8_0 matrices, or NULL */
     ds3_mat embed;           /* (V, d) */
     float *final_norm;       /* (d,) */
     ds3_mat head;            /* (V, d) */
