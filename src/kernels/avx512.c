@@ -134,7 +134,9 @@ AI void dec_chunk(const int dt, const int R, const int NT, const void *const *rp
 
 /* The prefetch stream of one decode call: rows [r0, r1) are the bytes [base, end); addresses at
  * or past end continue at ds3_pf_next (the thread's next matmul) by adding `jump`. A register
- * block over several streams (see decode) has row i's stream end `step` bytes after row i - 1's. */
+ * block over several streams (see decode) has row i's stream end `step` bytes after row i - 1's;
+ * adding `jump` there lands on stream i of the next call when it has the same shape (the experts'
+ * matrices): +0.6-1.2% decode, per-token A/B (before, every stream went on at the next start). */
 typedef struct {
     const char *end;
     intptr_t jump, step;
@@ -150,7 +152,7 @@ AI void dec_span(const int dt, const int R, const int NT, const int PFD, const v
         UNROLL
         for (int i = 0; i < R; i++) {
             const char *a = (const char *)rp[i] + (k * esz + PFD);
-            _mm_prefetch(a >= pf.end + i * pf.step ? a + (pf.jump - i * pf.step) : a, PF_HINT);
+            _mm_prefetch(a >= pf.end + i * pf.step ? a + pf.jump : a, PF_HINT);
         }
         UNROLL
         for (int c = 0; c < step; c += 16) dec_chunk(dt, R, NT, rp, k + c, 0, 0, x, ldx, acc);
@@ -246,7 +248,7 @@ AI void decode(const int dt, const int NT, const ds3_mat *w, int64_t r0, int64_t
         const int64_t h = (r1 - r0) / DEC_STREAMS; /* rows per stream; the remainder follows */
         const size_t sb = (size_t)h * rowb;
         /* a stream's prefetch past its end would fetch the next stream's start again: it goes on
-         * at ds3_pf_next instead, as the last stream's does */
+         * at the same stream of the next call (ds3_pf_next + q * sb) instead */
         const pf_stream pfs = {base + sb, next - (base + sb), (intptr_t)sb};
         for (int q = 0; q < DEC_STREAMS; q++)
             for (size_t off = 0; off < sb && off < DEC_STREAM_PF; off += 64) _mm_prefetch(base + q * sb + off, PF_HINT);

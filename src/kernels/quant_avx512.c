@@ -665,8 +665,10 @@ AI void x16_tile(const uint8_t *gp, int64_t nb, const xact *a, int t0, const int
 
 /* One token, four groups from four runs of groups (gp[q], q < 4) side by side: every run is a
  * strictly sequential stream (see the dense decode's streams in avx512.c). Prefetches run XSPF
- * bytes ahead in each stream; past a stream's end (the next stream's start, read long ago) they
- * are dropped, except the last stream's, which continue at ds3_pf_next as pf_at does. */
+ * bytes ahead in each stream. Past its end (the next stream's start, read long ago) the last
+ * stream's go on as pf_at does (remainder groups, then ds3_pf_next); stream q's go to where
+ * stream q of the thread's next call starts if that call has the same shape, as the experts'
+ * matrices do (+1% Q8_0 decode, per-token A/B; before, they were dropped). */
 #ifndef XSPF
 #define XSPF 2048 /* per stream; 1 KB -4%, 4 KB -7%, 8 KB -11%, none -20% (Q8_0 decode, per-token A/B) */
 #endif
@@ -688,6 +690,8 @@ AI void x16_tile4(const uint8_t *const *gp, const char *const *end, int64_t nb, 
                 const char *pa = (const char *)p + XSPF + o;
                 if (pa < end[q]) _mm_prefetch(pa, _MM_HINT_T0);
                 else if (q == 3) _mm_prefetch(pf_at(pa), _MM_HINT_T0);
+                else if (qpf_jump) /* stream q of the next call (experts: the same shape) */
+                    _mm_prefetch(qpf_end + qpf_jump + q * (end[1] - end[0]) + (pa - end[q]), _MM_HINT_T0);
             }
             __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p), A0);
             __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p + 64), A1);
