@@ -26,6 +26,7 @@ typedef struct ds3_ctx {
     size_t tbuf_floats;
     struct ds3_mm_job *chunks;  /* scratch for ds3_mm: (chunk_cap,) pieces of jobs */
     int *chunk_start;           /* (chunk_cap + 1,) where each chunk's pieces start */
+    _Atomic int *chunk_next;    /* (chunk_cap,) the next unclaimed piece of each chunk (ds3_mm) */
     int chunk_cap;
     double *prof;          /* (DS3_PROF_N,) seconds per stage when DS3_PROFILE is set, else NULL */
     int mla_naive_min_t;   /* batches of at least this many tokens attend in the naive form (mla.c) */
