@@ -21,6 +21,7 @@ int ds3_cmd_info(int argc, char **argv) {
     char err[DS3_ERR_LEN];
     ds3_model_params mp = ds3_model_default_params();
     mp.verbose = 1;
+    mp.no_repack = 1; /* report the file's dtypes (and skip the work) */
     ds3_model *m = ds3_model_load(dir, &mp, err, sizeof err);
     if (!m) { fprintf(stderr, "ds3 info: %s\n", err); return 1; }
     ds3_model_print_info(m, stdout);
