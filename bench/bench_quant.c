@@ -6,7 +6,7 @@
  *      -o build/bench_quant && build/bench_quant [l2|dram|all] [types] [seconds]
  * l2: the shapes of the DeepSeek-V3-shaped 1.2B benchmark model, small enough to stay in L2
  * (decode T=1,2 in G weights/s; T=64 in G multiply-adds/s). dram: T=1 over 256 MB of copies of
- * the matrix (GB/s of weight bytes). types: comma list, e.g. q8_0,q4_k (default q8_0,q4_k; q8_0x16 is Q8_0 repacked as at load). */
+ * the matrix (GB/s of weight bytes). types: comma list, e.g. q8_0,q4_k (default q8_0,q4_k; q8_0x16 / q4_kx16 are repacked as at load). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,9 +84,11 @@ int main(int argc, char **argv) {
         if (dt == DS3_DT_COUNT) { fprintf(stderr, "unknown type %s\n", tn); continue; }
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             const int64_t R = shapes[si][0], K = shapes[si][1];
-            if (K % ds3_q_blck(dt) || (dt == DS3_DT_Q8_0X16 && R % 16)) continue;
-            ds3_mat m = {dt, R, K, make_q(dt == DS3_DT_Q8_0X16 ? DS3_DT_Q8_0 : dt, R, K), NULL};
+            const int x16 = dt == DS3_DT_Q8_0X16 || dt == DS3_DT_Q4_KX16;
+            if (K % ds3_q_blck(dt) || (x16 && R % 16)) continue;
+            ds3_mat m = {dt, R, K, make_q(dt == DS3_DT_Q8_0X16 ? DS3_DT_Q8_0 : dt == DS3_DT_Q4_KX16 ? DS3_DT_Q4_K : dt, R, K), NULL};
             if (dt == DS3_DT_Q8_0X16 && ds3_q8_0x16_repack((void *)m.data, R, K)) return 1;
+            if (dt == DS3_DT_Q4_KX16 && ds3_q4_kx16_repack((void *)m.data, R, K)) return 1;
             const double mb = (double)R * (double)ds3_row_bytes(dt, K);
             if (!strcmp(mode, "l2") || !strcmp(mode, "all")) {
                 printf("%-5s %5lldx%-5lld L2  ", ds3_dtype_name(dt), (long long)R, (long long)K);

@@ -21,7 +21,7 @@ static float frand(void) {
 }
 
 static const ds3_dtype qtypes[] = {DS3_DT_Q8_0, DS3_DT_Q4_0, DS3_DT_Q4_K,  DS3_DT_Q5_K,
-                                   DS3_DT_Q6_K, DS3_DT_Q2_K, DS3_DT_Q3_K, DS3_DT_Q8_0X16};
+                                   DS3_DT_Q6_K, DS3_DT_Q2_K, DS3_DT_Q3_K, DS3_DT_Q8_0X16, DS3_DT_Q4_KX16};
 #define NQ ((int)(sizeof qtypes / sizeof qtypes[0]))
 
 /* random quantised matrix: via the quantiser, or random bytes with small f16 scales (Q2_K/Q3_K) */
@@ -29,6 +29,11 @@ static void *make_q(ds3_dtype t, int64_t rows, int64_t cols, float *src) {
     if (t == DS3_DT_Q8_0X16) { /* Q8_0, repacked */
         void *q = make_q(DS3_DT_Q8_0, rows, cols, src);
         CHECK(ds3_q8_0x16_repack(q, rows, cols) == 0, "repack");
+        return q;
+    }
+    if (t == DS3_DT_Q4_KX16) { /* Q4_K, repacked */
+        void *q = make_q(DS3_DT_Q4_K, rows, cols, src);
+        CHECK(ds3_q4_kx16_repack(q, rows, cols) == 0, "repack");
         return q;
     }
     const size_t rb = ds3_row_bytes(t, cols);
@@ -133,7 +138,7 @@ static void test_set(const char *set) {
             const int64_t K = colsv[ci];
             if (K % qk_) continue;
             for (size_t ri = 0; ri < sizeof rowsv / sizeof rowsv[0]; ri++) {
-                const int64_t R = dt == DS3_DT_Q8_0X16 ? rowsv16[ri] : rowsv[ri];
+                const int64_t R = dt == DS3_DT_Q8_0X16 || dt == DS3_DT_Q4_KX16 ? rowsv16[ri] : rowsv[ri];
                 float *src = malloc((size_t)(R * K) * sizeof *src);
                 void *q = make_q(dt, R, K, src);
                 ds3_mat w = {dt, R, K, q, NULL};
@@ -207,7 +212,7 @@ static void test_set(const char *set) {
 static void test_ref(void) {
     for (int ti = 0; ti < NQ; ti++) {
         const ds3_dtype dt = qtypes[ti];
-        const int64_t K = 512, R = dt == DS3_DT_Q8_0X16 ? 16 : 5;
+        const int64_t K = 512, R = dt == DS3_DT_Q8_0X16 || dt == DS3_DT_Q4_KX16 ? 16 : 5;
         float *src = malloc((size_t)(R * K) * sizeof *src), *x = malloc((size_t)(3 * K) * sizeof *x);
         void *q = make_q(dt, R, K, src);
         ds3_mat w = {dt, R, K, q, NULL};
@@ -217,7 +222,7 @@ static void test_ref(void) {
         double md = 0;
         for (int t = 0; t < 3; t++)
             for (int64_t r = 0; r < R; r++) {
-                if (dt == DS3_DT_Q8_0X16) ds3_qkernels_ref.dequant_row(&w, r, 0, K, row);
+                if (dt == DS3_DT_Q8_0X16 || dt == DS3_DT_Q4_KX16) ds3_qkernels_ref.dequant_row(&w, r, 0, K, row);
                 else ds3_q_dequant_blocks(dt, (const uint8_t *)q + (size_t)r * ds3_row_bytes(dt, K), 0, K / ds3_q_blck(dt), row);
                 double s = 0;
                 for (int64_t k = 0; k < K; k++) s += (double)row[k] * x[t * K + k];
@@ -263,6 +268,37 @@ static void test_x16_layout(void) {
     free(yb);
 }
 
+/* The same for Q4_Kx16. */
+static void test_k16_layout(void) {
+    const int64_t R = 32, K = 6 * 256;
+    const size_t rb = ds3_row_bytes(DS3_DT_Q4_K, K), bytes = rb * (size_t)R;
+    float *src = malloc((size_t)(R * K) * sizeof *src), *x = malloc((size_t)(2 * K) * sizeof *x);
+    uint8_t *q = make_q(DS3_DT_Q4_K, R, K, src), *p = malloc(bytes);
+    memcpy(p, q, bytes);
+    CHECK(ds3_q4_kx16_repack(p, R, K) == 0, "repack");
+    CHECK(memcmp(p, q, bytes) != 0, "Q4_Kx16: repacking changed nothing");
+    const ds3_mat a = {DS3_DT_Q4_K, R, K, q, NULL}, b = {DS3_DT_Q4_KX16, R, K, p, NULL};
+    int bad_blk = 0;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t k = 0; k < K / 256; k++) {
+            ds3_blk_q4_k blk;
+            ds3_q4_kx16_block(&b, r, k, &blk);
+            if (memcmp(&blk, (const ds3_blk_q4_k *)(q + (size_t)r * rb) + k, sizeof blk)) bad_blk++;
+        }
+    CHECK(bad_blk == 0, "Q4_Kx16: %d blocks differ from the Q4_K source", bad_blk);
+    for (int64_t i = 0; i < 2 * K; i++) x[i] = frand();
+    float *ya = malloc((size_t)(2 * R) * sizeof *ya), *yb = malloc((size_t)(2 * R) * sizeof *yb);
+    ds3_qkernels_ref.matmul(&a, 0, R, x, (size_t)K, 2, ya, (size_t)R);
+    ds3_qkernels_ref.matmul(&b, 0, R, x, (size_t)K, 2, yb, (size_t)R);
+    CHECK(!memcmp(ya, yb, (size_t)(2 * R) * sizeof *ya), "Q4_Kx16: the twin differs from Q4_K's");
+    free(src);
+    free(x);
+    free(q);
+    free(p);
+    free(ya);
+    free(yb);
+}
+
 int main(void) {
     TEST_BEGIN("test_quant");
     ds3_kernels_init();
@@ -270,6 +306,7 @@ int main(void) {
     test_quantizers();
     test_ref();
     test_x16_layout();
+    test_k16_layout();
     test_set("avx2");
     test_set("avx512");
     ds3_kernels_set(best);

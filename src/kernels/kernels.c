@@ -15,7 +15,7 @@ float ds3_fp8_table[256];
 
 const char *ds3_dtype_name(ds3_dtype t) {
     static const char *names[] = {"F32", "BF16", "F16", "F8_E4M3", "I32", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K",
-                                  "Q2_K", "Q3_K", "Q8_0x16"};
+                                  "Q2_K", "Q3_K", "Q8_0x16", "Q4_Kx16"};
     return (unsigned)t < DS3_DT_COUNT ? names[t] : "?";
 }
 

@@ -30,6 +30,7 @@ typedef enum {
     DS3_DT_Q3_K = 11,
     /* Q8_0 repacked at load for the AVX-512 VNNI kernels (16 rows interleaved; quant.h) */
     DS3_DT_Q8_0X16 = 12,
+    DS3_DT_Q4_KX16 = 13, /* Q4_K likewise */
     DS3_DT_COUNT
 } ds3_dtype;
 

@@ -11,7 +11,7 @@
 int ds3_q_blck(ds3_dtype t) {
     switch (t) {
     case DS3_DT_Q8_0: case DS3_DT_Q8_0X16: case DS3_DT_Q4_0: return 32;
-    case DS3_DT_Q4_K: case DS3_DT_Q5_K: case DS3_DT_Q6_K: case DS3_DT_Q2_K: case DS3_DT_Q3_K: return 256;
+    case DS3_DT_Q4_K: case DS3_DT_Q4_KX16: case DS3_DT_Q5_K: case DS3_DT_Q6_K: case DS3_DT_Q2_K: case DS3_DT_Q3_K: return 256;
     default: return 0;
     }
 }
@@ -20,7 +20,7 @@ size_t ds3_q_blck_bytes(ds3_dtype t) {
     switch (t) {
     case DS3_DT_Q8_0: case DS3_DT_Q8_0X16: return sizeof(ds3_blk_q8_0);
     case DS3_DT_Q4_0: return sizeof(ds3_blk_q4_0);
-    case DS3_DT_Q4_K: return sizeof(ds3_blk_q4_k);
+    case DS3_DT_Q4_K: case DS3_DT_Q4_KX16: return sizeof(ds3_blk_q4_k);
     case DS3_DT_Q5_K: return sizeof(ds3_blk_q5_k);
     case DS3_DT_Q6_K: return sizeof(ds3_blk_q6_k);
     case DS3_DT_Q2_K: return sizeof(ds3_blk_q2_k);
@@ -215,12 +215,54 @@ void ds3_q8_0x16_block(const ds3_mat *w, int64_t r, int64_t b, ds3_blk_q8_0 *out
     memcpy(&out->d, p + 512 + 2 * i, 2);
 }
 
+/* Q4_Kx16 (quant.h): one group of 16 rows (row i at src + i * rb) into dst */
+static void k16_group(uint8_t *dst, const uint8_t *src, int64_t nb, size_t rb) {
+    for (int i = 0; i < DS3_Q8X16_ROWS; i++) {
+        const ds3_blk_q4_k *blk = (const ds3_blk_q4_k *)(src + (size_t)i * rb);
+        for (int64_t b = 0; b < nb; b++, blk++) {
+            uint8_t *o = dst + (size_t)b * sizeof(ds3_blk_q4_k) * DS3_Q8X16_ROWS;
+            for (int v = 0; v < 32; v++) memcpy(o + 64 * v + 4 * i, blk->qs + 4 * v, 4);
+            memcpy(o + 2048 + 4 * i, &blk->d, 2);
+            memcpy(o + 2050 + 4 * i, &blk->dmin, 2);
+            for (int k = 0; k < 3; k++) memcpy(o + 2112 + 64 * k + 4 * i, blk->scales + 4 * k, 4);
+        }
+    }
+}
+
+int ds3_q4_kx16_repack(void *data, int64_t rows, int64_t cols) {
+    const int64_t nb = cols / 256;
+    const size_t rb = (size_t)nb * sizeof(ds3_blk_q4_k), gb = DS3_Q8X16_ROWS * rb;
+    uint8_t *tmp = malloc(gb);
+    if (!tmp) return -1;
+    for (int64_t g = 0; g < rows / DS3_Q8X16_ROWS; g++) {
+        uint8_t *p = (uint8_t *)data + (size_t)g * gb;
+        memcpy(tmp, p, gb);
+        k16_group(p, tmp, nb, rb);
+    }
+    free(tmp);
+    return 0;
+}
+
+void ds3_q4_kx16_block(const ds3_mat *w, int64_t r, int64_t b, ds3_blk_q4_k *out) {
+    const size_t rb = ds3_row_bytes(DS3_DT_Q4_KX16, w->cols);
+    const int i = (int)(r % DS3_Q8X16_ROWS);
+    const uint8_t *p = (const uint8_t *)w->data + (size_t)(r - i) * rb + (size_t)b * sizeof(ds3_blk_q4_k) * DS3_Q8X16_ROWS;
+    for (int v = 0; v < 32; v++) memcpy(out->qs + 4 * v, p + 64 * v + 4 * i, 4);
+    memcpy(&out->d, p + 2048 + 4 * i, 2);
+    memcpy(&out->dmin, p + 2050 + 4 * i, 2);
+    for (int k = 0; k < 3; k++) memcpy(out->scales + 4 * k, p + 2112 + 64 * k + 4 * i, 4);
+}
+
 /* Block b of row r of w dequantised into buf (any quantised dtype). */
 static void ref_block(const ds3_mat *w, const uint8_t *row, int64_t r, int64_t b, float *buf) {
     if (w->dtype == DS3_DT_Q8_0X16) {
         ds3_blk_q8_0 q;
         ds3_q8_0x16_block(w, r, b, &q);
         dq_q8_0(&q, buf);
+    } else if (w->dtype == DS3_DT_Q4_KX16) {
+        ds3_blk_q4_k q;
+        ds3_q4_kx16_block(w, r, b, &q);
+        dq_q4_k(&q, buf);
     } else {
         ds3_q_dequant_blocks(w->dtype, row, b, 1, buf);
     }

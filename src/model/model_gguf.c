@@ -376,9 +376,9 @@ out:
 #undef KEY
 }
 
-/* ---- load-time repacking (Q8_0 -> Q8_0x16, quant.h) ----
- * The AVX-512 VNNI kernel reads Q8_0 matrices 2-3x faster regrouped 16 rows at a time. Every
- * Q8_0 matrix a matmul reads is repacked in place once; all views of the same bytes (a tied
+/* ---- load-time repacking (Q8_0 -> Q8_0x16, Q4_K -> Q4_Kx16, quant.h) ----
+ * The AVX-512 VNNI kernels read these matrices 2-3x faster regrouped 16 rows at a time. Every
+ * such matrix a matmul reads is repacked once; all views of the same bytes (a tied
  * embedding, the MTP head) follow. kv_b is left alone: the absorbed attention reads it by
  * column (vecmat), row by row. */
 typedef struct {
@@ -416,12 +416,15 @@ static int vl_layer(view_list *l, const ds3_config *c, ds3_layer_w *w) {
     return rc;
 }
 
+/* the regrouped twin of a dtype (Q8_0 -> Q8_0x16, Q4_K -> Q4_Kx16), or -1 */
+static int x16_type(ds3_dtype t) { return t == DS3_DT_Q8_0 ? DS3_DT_Q8_0X16 : t == DS3_DT_Q4_K ? DS3_DT_Q4_KX16 : -1; }
+
 static int x16_ok(const view_list *l, int i) {
     const ds3_mat *w = l->v[i];
-    return l->mm[i] && w->dtype == DS3_DT_Q8_0 && w->rows % DS3_Q8X16_ROWS == 0 && w->cols % 32 == 0;
+    return l->mm[i] && x16_type(w->dtype) >= 0 && w->rows % DS3_Q8X16_ROWS == 0 && w->cols % ds3_q_blck(w->dtype) == 0;
 }
 
-static int q8_repack_all(ds3_model *m, char *err, size_t errlen) {
+static int x16_repack_all(ds3_model *m, char *err, size_t errlen) {
     const ds3_config *c = &m->cfg;
     view_list l = {0};
     int rc = vl_add(&l, &m->embed, 0) || vl_add(&l, &m->head, 1);
@@ -430,7 +433,7 @@ static int q8_repack_all(ds3_model *m, char *err, size_t errlen) {
     const int where = ds3_gguf_storage(m->gguf);
     size_t total = 0;
     for (int i = 0; i < l.n && !rc; i++)
-        if (x16_ok(&l, i)) total += (size_t)l.v[i]->rows * ds3_row_bytes(DS3_DT_Q8_0, l.v[i]->cols);
+        if (x16_ok(&l, i)) total += (size_t)l.v[i]->rows * ds3_row_bytes(l.v[i]->dtype, l.v[i]->cols);
     /* A buffer the reader owns is rewritten in place. From a mapping, the matrices are read with
      * pread into one new buffer and repacked there: reading them through the mapping would fault
      * every page in (1.2 GB: 4 s in the kernel here, against 0.5 s). */
@@ -443,11 +446,12 @@ static int q8_repack_all(ds3_model *m, char *err, size_t errlen) {
     }
     size_t off = 0;
     for (int i = 0; i < l.n && !rc && total && where != DS3_GGUF_CALLER; i++) {
-        if (!x16_ok(&l, i)) continue; /* not Q8_0 (any more: an alias already done), or not eligible */
+        if (!x16_ok(&l, i)) continue; /* not Q8_0/Q4_K (any more: an alias already done), or not eligible */
         ds3_mat *w = l.v[i];
         const void *src = w->data;
         const int64_t cols = w->cols;
-        const size_t bytes = (size_t)w->rows * ds3_row_bytes(DS3_DT_Q8_0, cols);
+        const ds3_dtype from = w->dtype, to = (ds3_dtype)x16_type(from);
+        const size_t bytes = (size_t)w->rows * ds3_row_bytes(from, cols);
         void *dst = out ? out + off : (void *)src;
         off += out ? bytes : 0;
         if (out) {
@@ -459,11 +463,12 @@ static int q8_repack_all(ds3_model *m, char *err, size_t errlen) {
                 else got += (size_t)n;
             }
         }
-        if (!rc && ds3_q8_0x16_repack(dst, w->rows, cols)) rc = ds3_seterr(err, errlen, DS3_ERR_NOMEM, "out of memory repacking Q8_0 weights");
+        if (!rc && (to == DS3_DT_Q8_0X16 ? ds3_q8_0x16_repack(dst, w->rows, cols) : ds3_q4_kx16_repack(dst, w->rows, cols)))
+            rc = -1;
         for (int j = 0; j < l.n; j++) /* every view of these bytes, this one included */
-            if (l.v[j]->data == src && l.v[j]->cols == cols && l.v[j]->dtype == DS3_DT_Q8_0) {
+            if (l.v[j]->data == src && l.v[j]->cols == cols && l.v[j]->dtype == from) {
                 l.v[j]->data = dst;
-                l.v[j]->dtype = DS3_DT_Q8_0X16;
+                l.v[j]->dtype = to;
             }
     }
     if (fd >= 0) close(fd);
@@ -471,7 +476,7 @@ static int q8_repack_all(ds3_model *m, char *err, size_t errlen) {
     else free(out);
     free(l.v);
     free(l.mm);
-    if (rc == -1) rc = ds3_seterr(err, errlen, DS3_ERR_NOMEM, "out of memory repacking Q8_0 weights");
+    if (rc == -1) rc = ds3_seterr(err, errlen, DS3_ERR_NOMEM, "out of memory repacking Q8_0/Q4_K weights");
     return rc;
 }
 
@@ -496,7 +501,7 @@ ds3_model *ds3_model_load_gguf(const char *path, const ds3_model_params *p, char
     if (rc == DS3_ERR_NOMEM) goto nomem;
     if (rc) goto fail;
     const char *nr = getenv("DS3_NO_REPACK");
-    if (!p->no_repack && !(nr && *nr && strcmp(nr, "0")) && ds3_q8_0x16_wanted() && q8_repack_all(m, err, errlen)) goto fail;
+    if (!p->no_repack && !(nr && *nr && strcmp(nr, "0")) && ds3_q8_0x16_wanted() && x16_repack_all(m, err, errlen)) goto fail;
     if (p->verbose) {
         int unused = 0;
         for (int i = 0; i < ds3_gguf_n_tensors(m->gguf); i++) {
