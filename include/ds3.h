@@ -51,7 +51,7 @@ typedef struct {
     int use_mlock;  /* 1: mlock the mapped weights so they stay resident (--mlock)          */
     int load_mtp;   /* 1 (default): load the MTP module when the checkpoint has one         */
     int verbose;    /* 1: progress and warnings on stderr                                   */
-    int no_repack;  /* 1: GGUF Q8_0 weights keep the file's layout (--no-repack; env
+    int no_repack;  /* 1: GGUF Q8_0 / Q4_K weights keep the file's layout (--no-repack; env
                        DS3_NO_REPACK=1). By default the AVX-512 VNNI kernels get them
                        regrouped 16 rows at a time at load (a private copy when mapped). */
 } ds3_model_params;

@@ -42,7 +42,7 @@ void cli_gen_usage(FILE *f) {
                "  --ignore-eos          keep generating after the end-of-sequence token\n"
                "  --no-mmap             read the weights into RAM instead of mapping them\n"
                "  --mlock               lock the mapped weights in RAM\n"
-               "  --no-repack           keep GGUF Q8_0 weights in the file's layout (default: regrouped\n"
+               "  --no-repack           keep GGUF Q8_0/Q4_K weights in the file's layout (default: regrouped\n"
                "                        16 rows at a time at load for the AVX-512 VNNI kernels)\n");
 }
 

@@ -27,7 +27,7 @@ static void usage(void) {
            "                        mem_bw_gb_s, roofline_fraction, ...)\n"
            "  --no-mmap, --mlock    load the weights into RAM / lock them (recommended: the page cache may\n"
            "                        be trimmed under you)\n"
-           "  --no-repack           keep GGUF Q8_0 weights in the file's layout\n"
+           "  --no-repack           keep GGUF Q8_0/Q4_K weights in the file's layout\n"
            "  --synth DIR           write the synthetic benchmark checkpoint to DIR and exit\n"
            "  --mtp-agree           with --synth: an MTP module that agrees with the main model (the main\n"
            "                        model made nearly bigram by scaling block outputs by --block-scale,\n"

@@ -22,7 +22,7 @@ static void usage(void) {
            "  -t, --threads N       threads (default: all cores)\n"
            "  --no-mmap             read the weights into RAM instead of mapping them\n"
            "  --mlock               lock the mapped weights in RAM\n"
-           "  --no-repack           keep GGUF Q8_0 weights in the file's layout\n");
+           "  --no-repack           keep GGUF Q8_0/Q4_K weights in the file's layout\n");
 }
 
 static int argmax(const float *x, int n) {

@@ -7,7 +7,9 @@
  * Q4/Q5/Q6: the stored unsigned codes) and multiplied with vpdpbusd (64 products per
  * instruction); offsets (Q8_0's 128, Q4_0's 8, Q6_K's 32) and K-quant mins come back through
  * the activation block sums.
- * Q8_0, Q4_0, Q4_K (the "Z" path): per group of 16 blocks the 8 vpdpbusd results are summed in
+ * Q8_0x16, Q4_Kx16 (Q8_0 / Q4_K regrouped 16 rows at a time at load, quant.h): one row per
+ * 32-bit lane, no horizontal sums (x16_matmul, k16_matmul; the fastest path, see docs/kernels.md).
+ * Q8_0, Q4_0, Q4_K as stored (the "Z" path): per group of 16 blocks the 8 vpdpbusd results are summed in
  * integers to one lane per block (tree8), so block scales, activation scales and offsets cost one
  * vector operation per group. Q5_K, Q6_K: one f32 accumulator term per pair of blocks.
  * Tiles of 4 (or 1) rows x up to 4 tokens: the weights stream once per 4 tokens, with a software
