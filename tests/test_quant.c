@@ -235,62 +235,31 @@ static void test_ref(void) {
     }
 }
 
-/* Q8_0x16 holds the very values of the Q8_0 matrix it was repacked from: every block comes back
- * byte for byte, and the scalar twin gives the same bits for both layouts. */
-static void test_x16_layout(void) {
-    const int64_t R = 48, K = 96 * 32;
+/* Q8_0x16 / Q4_Kx16 hold the very values of the matrix they were repacked from: every block
+ * comes back byte for byte, and the scalar twin gives the same bits for both layouts. */
+static void test_x16_layout(ds3_dtype from, ds3_dtype to, int64_t R, int64_t K) {
+    const size_t rb = ds3_row_bytes(from, K), bytes = rb * (size_t)R, bs = ds3_q_blck_bytes(from);
     float *src = malloc((size_t)(R * K) * sizeof *src), *x = malloc((size_t)(2 * K) * sizeof *x);
-    uint8_t *q = make_q(DS3_DT_Q8_0, R, K, src);
-    const size_t bytes = ds3_row_bytes(DS3_DT_Q8_0, K) * (size_t)R;
-    uint8_t *p = malloc(bytes);
+    uint8_t *q = make_q(from, R, K, src), *p = malloc(bytes);
     memcpy(p, q, bytes);
-    CHECK(ds3_q8_0x16_repack(p, R, K) == 0, "repack");
-    CHECK(memcmp(p, q, bytes) != 0, "Q8_0x16: repacking changed nothing");
-    const ds3_mat a = {DS3_DT_Q8_0, R, K, q, NULL}, b = {DS3_DT_Q8_0X16, R, K, p, NULL};
+    CHECK((to == DS3_DT_Q8_0X16 ? ds3_q8_0x16_repack(p, R, K) : ds3_q4_kx16_repack(p, R, K)) == 0, "repack");
+    CHECK(memcmp(p, q, bytes) != 0, "%s: repacking changed nothing", ds3_dtype_name(to));
+    const ds3_mat a = {from, R, K, q, NULL}, b = {to, R, K, p, NULL};
     int bad_blk = 0;
     for (int64_t r = 0; r < R; r++)
-        for (int64_t k = 0; k < K / 32; k++) {
-            ds3_blk_q8_0 blk;
-            ds3_q8_0x16_block(&b, r, k, &blk);
-            if (memcmp(&blk, (const ds3_blk_q8_0 *)(q + (size_t)r * ds3_row_bytes(DS3_DT_Q8_0, K)) + k, sizeof blk)) bad_blk++;
+        for (int64_t k = 0; k < K / ds3_q_blck(from); k++) {
+            union { ds3_blk_q8_0 q8; ds3_blk_q4_k q4; } blk;
+            if (to == DS3_DT_Q8_0X16) ds3_q8_0x16_block(&b, r, k, &blk.q8);
+            else ds3_q4_kx16_block(&b, r, k, &blk.q4);
+            if (memcmp(&blk, q + (size_t)r * rb + (size_t)k * bs, bs)) bad_blk++;
         }
-    CHECK(bad_blk == 0, "Q8_0x16: %d blocks differ from the Q8_0 source", bad_blk);
+    CHECK(bad_blk == 0, "%s: %d blocks differ from the %s source", ds3_dtype_name(to), bad_blk, ds3_dtype_name(from));
     for (int64_t i = 0; i < 2 * K; i++) x[i] = frand();
     float *ya = malloc((size_t)(2 * R) * sizeof *ya), *yb = malloc((size_t)(2 * R) * sizeof *yb);
     ds3_qkernels_ref.matmul(&a, 0, R, x, (size_t)K, 2, ya, (size_t)R);
     ds3_qkernels_ref.matmul(&b, 0, R, x, (size_t)K, 2, yb, (size_t)R);
-    CHECK(!memcmp(ya, yb, (size_t)(2 * R) * sizeof *ya), "Q8_0x16: the twin differs from Q8_0's");
-    free(src);
-    free(x);
-    free(q);
-    free(p);
-    free(ya);
-    free(yb);
-}
-
-/* The same for Q4_Kx16. */
-static void test_k16_layout(void) {
-    const int64_t R = 32, K = 6 * 256;
-    const size_t rb = ds3_row_bytes(DS3_DT_Q4_K, K), bytes = rb * (size_t)R;
-    float *src = malloc((size_t)(R * K) * sizeof *src), *x = malloc((size_t)(2 * K) * sizeof *x);
-    uint8_t *q = make_q(DS3_DT_Q4_K, R, K, src), *p = malloc(bytes);
-    memcpy(p, q, bytes);
-    CHECK(ds3_q4_kx16_repack(p, R, K) == 0, "repack");
-    CHECK(memcmp(p, q, bytes) != 0, "Q4_Kx16: repacking changed nothing");
-    const ds3_mat a = {DS3_DT_Q4_K, R, K, q, NULL}, b = {DS3_DT_Q4_KX16, R, K, p, NULL};
-    int bad_blk = 0;
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t k = 0; k < K / 256; k++) {
-            ds3_blk_q4_k blk;
-            ds3_q4_kx16_block(&b, r, k, &blk);
-            if (memcmp(&blk, (const ds3_blk_q4_k *)(q + (size_t)r * rb) + k, sizeof blk)) bad_blk++;
-        }
-    CHECK(bad_blk == 0, "Q4_Kx16: %d blocks differ from the Q4_K source", bad_blk);
-    for (int64_t i = 0; i < 2 * K; i++) x[i] = frand();
-    float *ya = malloc((size_t)(2 * R) * sizeof *ya), *yb = malloc((size_t)(2 * R) * sizeof *yb);
-    ds3_qkernels_ref.matmul(&a, 0, R, x, (size_t)K, 2, ya, (size_t)R);
-    ds3_qkernels_ref.matmul(&b, 0, R, x, (size_t)K, 2, yb, (size_t)R);
-    CHECK(!memcmp(ya, yb, (size_t)(2 * R) * sizeof *ya), "Q4_Kx16: the twin differs from Q4_K's");
+    CHECK(!memcmp(ya, yb, (size_t)(2 * R) * sizeof *ya), "%s: the twin differs from %s's", ds3_dtype_name(to),
+          ds3_dtype_name(from));
     free(src);
     free(x);
     free(q);
@@ -305,8 +274,8 @@ int main(void) {
     const char *best = ds3_kernels_name();
     test_quantizers();
     test_ref();
-    test_x16_layout();
-    test_k16_layout();
+    test_x16_layout(DS3_DT_Q8_0, DS3_DT_Q8_0X16, 48, 96 * 32);
+    test_x16_layout(DS3_DT_Q4_K, DS3_DT_Q4_KX16, 32, 6 * 256);
     test_set("avx2");
     test_set("avx512");
     ds3_kernels_set(best);

@@ -711,56 +711,6 @@ AI void x16_tile4(const uint8_t *const *gp, const char *const *end, int64_t nb, 
     UNROLL for (int q = 0; q < 4; q++) _mm512_storeu_ps(out + 16 * q, _mm512_add_ps(acc[q][0], acc[q][1]));
 }
 
-/* one token over at least 8 whole groups: four streams (x16_tile4) */
-static inline int x16_streams(int64_t r0, int64_t r1, int T) {
-    return T == 1 && r0 % DS3_Q8X16_ROWS == 0 && (r1 - r0) / DS3_Q8X16_ROWS >= 8;
-}
-
-VNNI static void x16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
-                            size_t ldy) {
-    const int64_t nb = w->cols / 32;
-    const size_t gb = DS3_Q8X16_ROWS * ds3_row_bytes(DS3_DT_Q8_0X16, w->cols);
-    xact a;
-    if (xact_fill(&a, x, ldx, T, w->cols, 128.0f)) {
-        ds3_qkernels_ref.matmul(w, r0, r1, x, ldx, T, y, ldy);
-        return;
-    }
-    float tmp[4 * 16];
-    if (x16_streams(r0, r1, T)) {
-        const int64_t h = (r1 - r0) / DS3_Q8X16_ROWS / 4; /* groups per stream; the rest follow */
-        const uint8_t *g0 = (const uint8_t *)w->data + (size_t)(r0 / DS3_Q8X16_ROWS) * gb;
-        for (int q = 0; q < 4; q++)
-            for (int o = 0; o < XSPF; o += 64) _mm_prefetch((const char *)g0 + (size_t)q * h * gb + o, _MM_HINT_T0);
-        const char *end[4];
-        for (int q = 0; q < 4; q++) end[q] = (const char *)g0 + (size_t)(q + 1) * h * gb;
-        for (int64_t i = 0; i < h; i++) {
-            const uint8_t *gp[4];
-            for (int q = 0; q < 4; q++) gp[q] = g0 + (size_t)(q * h + i) * gb;
-            x16_tile4(gp, end, nb, &a, tmp);
-            for (int q = 0; q < 4; q++) memcpy(y + (size_t)((q * h + i) * DS3_Q8X16_ROWS), tmp + 16 * q, 16 * sizeof(float));
-        }
-        r0 += 4 * h * DS3_Q8X16_ROWS;
-        y += 4 * h * DS3_Q8X16_ROWS;
-    }
-    for (int64_t r = r0; r < r1;) {
-        /* a whole group is computed even when the call wants part of it (a split off the 16-row
-         * grid): the same arithmetic, so the same bits */
-        const int64_t g = r / DS3_Q8X16_ROWS, gr0 = g * DS3_Q8X16_ROWS;
-        const int64_t n = (gr0 + DS3_Q8X16_ROWS < r1 ? gr0 + DS3_Q8X16_ROWS : r1) - r;
-        const uint8_t *gp = (const uint8_t *)w->data + (size_t)g * gb;
-        for (int t = 0; t < T; t += 4) {
-            const int C = T - t < 4 ? T - t : 4;
-            if (C == 4) x16_tile(gp, nb, &a, t, 4, tmp, t == 0);
-            else if (C == 3) x16_tile(gp, nb, &a, t, 3, tmp, t == 0);
-            else if (C == 2) x16_tile(gp, nb, &a, t, 2, tmp, t == 0);
-            else x16_tile(gp, nb, &a, t, 1, tmp, t == 0);
-            for (int c = 0; c < C; c++)
-                for (int64_t i = 0; i < n; i++) y[(size_t)(t + c) * ldy + (size_t)(r + i - r0)] = tmp[c * 16 + (r - gr0) + i];
-        }
-        r += n;
-    }
-}
-
 /* ---- Q4_Kx16 (layout in quant.h): as Q8_0x16, 16 rows in the lanes ----
  * Per super-block the 16 rows' 6-bit scales and mins are unpacked in lanes and multiplied by
  * d / dmin (exact in f32, as in the Z path); per 64-byte vector the low nibbles go to sub-block
@@ -834,31 +784,71 @@ AI void k16_tile(const uint8_t *gp, int64_t nsb, const xact *a, int t0, const in
     UNROLL for (int c = 0; c < C; c++) _mm512_storeu_ps(out + 16 * c, _mm512_add_ps(acc[c][0], acc[c][1]));
 }
 
-VNNI static void k16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
-                            size_t ldy) {
-    const int64_t nsb = w->cols / 256;
-    const size_t gb = DS3_Q8X16_ROWS * ds3_row_bytes(DS3_DT_Q4_KX16, w->cols);
-    xact a;
-    if (xact_fill(&a, x, ldx, T, w->cols, 1.0f)) {
-        ds3_qkernels_ref.matmul(w, r0, r1, x, ldx, T, y, ldy);
-        return;
-    }
+/* Rows [r0, r1) of a Q8_0x16 (kq = 0) or Q4_Kx16 (kq = 1) matrix, one group of 16 rows at a time,
+ * up to 4 tokens per pass over it. A whole group is computed even when the call wants part of it
+ * (a split off the 16-row grid): the same arithmetic, so the same bits. */
+AI void x16_groups(const int kq, const ds3_mat *w, int64_t r0, int64_t r1, const xact *a, int T, float *y, size_t ldy) {
+    const int64_t nb = kq ? w->cols / 256 : w->cols / 32;
+    const size_t gb = DS3_Q8X16_ROWS * ds3_row_bytes(w->dtype, w->cols);
     float tmp[4 * 16];
     for (int64_t r = r0; r < r1;) {
         const int64_t g = r / DS3_Q8X16_ROWS, gr0 = g * DS3_Q8X16_ROWS;
         const int64_t n = (gr0 + DS3_Q8X16_ROWS < r1 ? gr0 + DS3_Q8X16_ROWS : r1) - r;
         const uint8_t *gp = (const uint8_t *)w->data + (size_t)g * gb;
         for (int t = 0; t < T; t += 4) {
-            const int C = T - t < 4 ? T - t : 4;
-            if (C == 4) k16_tile(gp, nsb, &a, t, 4, tmp, t == 0);
-            else if (C == 3) k16_tile(gp, nsb, &a, t, 3, tmp, t == 0);
-            else if (C == 2) k16_tile(gp, nsb, &a, t, 2, tmp, t == 0);
-            else k16_tile(gp, nsb, &a, t, 1, tmp, t == 0);
+            const int C = T - t < 4 ? T - t : 4, pf = t == 0;
+#define X16_TILE(CC) (kq ? k16_tile(gp, nb, a, t, CC, tmp, pf) : x16_tile(gp, nb, a, t, CC, tmp, pf))
+            if (C == 4) X16_TILE(4);
+            else if (C == 3) X16_TILE(3);
+            else if (C == 2) X16_TILE(2);
+            else X16_TILE(1);
+#undef X16_TILE
             for (int c = 0; c < C; c++)
                 for (int64_t i = 0; i < n; i++) y[(size_t)(t + c) * ldy + (size_t)(r + i - r0)] = tmp[c * 16 + (r - gr0) + i];
         }
         r += n;
     }
+}
+
+/* one token over at least 8 whole groups: four streams (x16_tile4) */
+static inline int x16_streams(int64_t r0, int64_t r1, int T) {
+    return T == 1 && r0 % DS3_Q8X16_ROWS == 0 && (r1 - r0) / DS3_Q8X16_ROWS >= 8;
+}
+
+VNNI static void x16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
+                            size_t ldy) {
+    const int64_t nb = w->cols / 32;
+    const size_t gb = DS3_Q8X16_ROWS * ds3_row_bytes(DS3_DT_Q8_0X16, w->cols);
+    xact a;
+    if (xact_fill(&a, x, ldx, T, w->cols, 128.0f)) {
+        ds3_qkernels_ref.matmul(w, r0, r1, x, ldx, T, y, ldy);
+        return;
+    }
+    float tmp[4 * 16];
+    if (x16_streams(r0, r1, T)) {
+        const int64_t h = (r1 - r0) / DS3_Q8X16_ROWS / 4; /* groups per stream; the rest follow */
+        const uint8_t *g0 = (const uint8_t *)w->data + (size_t)(r0 / DS3_Q8X16_ROWS) * gb;
+        for (int q = 0; q < 4; q++)
+            for (int o = 0; o < XSPF; o += 64) _mm_prefetch((const char *)g0 + (size_t)q * h * gb + o, _MM_HINT_T0);
+        const char *end[4];
+        for (int q = 0; q < 4; q++) end[q] = (const char *)g0 + (size_t)(q + 1) * h * gb;
+        for (int64_t i = 0; i < h; i++) {
+            const uint8_t *gp[4];
+            for (int q = 0; q < 4; q++) gp[q] = g0 + (size_t)(q * h + i) * gb;
+            x16_tile4(gp, end, nb, &a, tmp);
+            for (int q = 0; q < 4; q++) memcpy(y + (size_t)((q * h + i) * DS3_Q8X16_ROWS), tmp + 16 * q, 16 * sizeof(float));
+        }
+        r0 += 4 * h * DS3_Q8X16_ROWS;
+        y += 4 * h * DS3_Q8X16_ROWS;
+    }
+    x16_groups(0, w, r0, r1, &a, T, y, ldy);
+}
+
+VNNI static void k16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
+                            size_t ldy) {
+    xact a;
+    if (xact_fill(&a, x, ldx, T, w->cols, 1.0f)) ds3_qkernels_ref.matmul(w, r0, r1, x, ldx, T, y, ldy);
+    else x16_groups(1, w, r0, r1, &a, T, y, ldy);
 }
 
 VNNI static void ztile_dispatch(int type, const uint8_t *const *rows, int R, const ztok *tk, int C, int64_t cols, float *out,
