@@ -88,7 +88,7 @@ static void test_llamacpp(const char *name, double tol, double min_agree) {
     CHECK(m != NULL, "%s: %s", path, err);
     if (!m) return;
     if (!strcmp(name, "q8_0")) { /* the VNNI kernels get Q8_0 regrouped at load (quant.h), the rest as stored */
-        const ds3_dtype want = ds3_q8_0x16_wanted() ? DS3_DT_Q8_0X16 : DS3_DT_Q8_0;
+        const ds3_dtype want = ds3_x16_wanted() ? DS3_DT_Q8_0X16 : DS3_DT_Q8_0;
         const ds3_layer_w *l1 = &m->layers[1];
         CHECK(m->layers[0].q_a.dtype == want && l1->experts[0].down.dtype == want && l1->shared.up.dtype == want,
               "q8_0: matrices loaded as %s, want %s", ds3_dtype_name(m->layers[0].q_a.dtype), ds3_dtype_name(want));

@@ -37,14 +37,12 @@ typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t
  *   bytes 64v + 4i + m (v < 32)  = qs[4v + m] of row 16g + i (nibbles as stored)
  *   bytes 2048 + 4i .. +3        = f16 d, f16 dmin of row 16g + i
  *   bytes 2112 + 64k + 4i + m    = scales[4k + m] of row 16g + i (k < 3, 6-bit packing as stored) */
-int ds3_q4_kx16_repack(void *data, int64_t rows, int64_t cols);
+int ds3_q4_kx16_repack(void *data, int64_t rows, int64_t cols); /* as Q8_0's; cols % 256 == 0 */
 void ds3_q4_kx16_block(const ds3_mat *w, int64_t r, int64_t b, ds3_blk_q4_k *out);
 /* 1 when the kernels in use read Q8_0x16 / Q4_Kx16 faster (AVX-512 VNNI), so loaders repack. */
-int ds3_q8_0x16_wanted(void);
-/* Repack a (rows, cols) Q8_0 matrix in place, or from src into dst (the same size, not
- * overlapping unless equal); rows % 16 == 0, cols % 32 == 0. -1: out of memory. */
+int ds3_x16_wanted(void);
+/* Repack a (rows, cols) Q8_0 matrix in place; rows % 16 == 0, cols % 32 == 0. -1: out of memory. */
 int ds3_q8_0x16_repack(void *data, int64_t rows, int64_t cols);
-int ds3_q8_0x16_repack_to(void *dst, const void *src, int64_t rows, int64_t cols);
 /* Block b of row r of a Q8_0x16 matrix, as a plain Q8_0 block. */
 void ds3_q8_0x16_block(const ds3_mat *w, int64_t r, int64_t b, ds3_blk_q8_0 *out);
 

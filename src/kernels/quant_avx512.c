@@ -985,7 +985,7 @@ VNNI static void q512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const flo
     }
 }
 
-int ds3_q8_0x16_wanted(void) {
+int ds3_x16_wanted(void) {
     ds3_kernels_init();
     return ds3_qkern == &ds3_qkernels_avx512 && has_vnni();
 }

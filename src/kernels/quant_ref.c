@@ -191,21 +191,23 @@ static void x16_group(uint8_t *dst, const uint8_t *src, int64_t nb, size_t rb) {
     }
 }
 
-int ds3_q8_0x16_repack_to(void *dst, const void *src, int64_t rows, int64_t cols) {
-    const int64_t nb = cols / 32;
-    const size_t rb = (size_t)nb * sizeof(ds3_blk_q8_0), gb = DS3_Q8X16_ROWS * rb;
-    uint8_t *tmp = NULL;
-    if (dst == src && !(tmp = malloc(gb))) return -1;
+/* Regroup every 16 rows in place: each group is copied out, then rewritten by `group`. */
+static int x16_repack(void *data, int64_t rows, int64_t nb, size_t rb, void (*group)(uint8_t *, const uint8_t *, int64_t, size_t)) {
+    const size_t gb = DS3_Q8X16_ROWS * rb;
+    uint8_t *tmp = malloc(gb);
+    if (!tmp) return -1;
     for (int64_t g = 0; g < rows / DS3_Q8X16_ROWS; g++) {
-        const uint8_t *s = (const uint8_t *)src + (size_t)g * gb;
-        if (tmp) s = memcpy(tmp, s, gb);
-        x16_group((uint8_t *)dst + (size_t)g * gb, s, nb, rb);
+        uint8_t *p = (uint8_t *)data + (size_t)g * gb;
+        memcpy(tmp, p, gb);
+        group(p, tmp, nb, rb);
     }
     free(tmp);
     return 0;
 }
 
-int ds3_q8_0x16_repack(void *data, int64_t rows, int64_t cols) { return ds3_q8_0x16_repack_to(data, data, rows, cols); }
+int ds3_q8_0x16_repack(void *data, int64_t rows, int64_t cols) {
+    return x16_repack(data, rows, cols / 32, ds3_row_bytes(DS3_DT_Q8_0, cols), x16_group);
+}
 
 void ds3_q8_0x16_block(const ds3_mat *w, int64_t r, int64_t b, ds3_blk_q8_0 *out) {
     const size_t rb = ds3_row_bytes(DS3_DT_Q8_0X16, w->cols);
@@ -230,17 +232,7 @@ static void k16_group(uint8_t *dst, const uint8_t *src, int64_t nb, size_t rb) {
 }
 
 int ds3_q4_kx16_repack(void *data, int64_t rows, int64_t cols) {
-    const int64_t nb = cols / 256;
-    const size_t rb = (size_t)nb * sizeof(ds3_blk_q4_k), gb = DS3_Q8X16_ROWS * rb;
-    uint8_t *tmp = malloc(gb);
-    if (!tmp) return -1;
-    for (int64_t g = 0; g < rows / DS3_Q8X16_ROWS; g++) {
-        uint8_t *p = (uint8_t *)data + (size_t)g * gb;
-        memcpy(tmp, p, gb);
-        k16_group(p, tmp, nb, rb);
-    }
-    free(tmp);
-    return 0;
+    return x16_repack(data, rows, cols / 256, ds3_row_bytes(DS3_DT_Q4_K, cols), k16_group);
 }
 
 void ds3_q4_kx16_block(const ds3_mat *w, int64_t r, int64_t b, ds3_blk_q4_k *out) {

@@ -501,7 +501,7 @@ ds3_model *ds3_model_load_gguf(const char *path, const ds3_model_params *p, char
     if (rc == DS3_ERR_NOMEM) goto nomem;
     if (rc) goto fail;
     const char *nr = getenv("DS3_NO_REPACK");
-    if (!p->no_repack && !(nr && *nr && strcmp(nr, "0")) && ds3_q8_0x16_wanted() && x16_repack_all(m, err, errlen)) goto fail;
+    if (!p->no_repack && !(nr && *nr && strcmp(nr, "0")) && ds3_x16_wanted() && x16_repack_all(m, err, errlen)) goto fail;
     if (p->verbose) {
         int unused = 0;
         for (int i = 0; i < ds3_gguf_n_tensors(m->gguf); i++) {
