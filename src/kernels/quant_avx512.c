@@ -675,17 +675,11 @@ AI void x16_tile(const uint8_t *gp, int64_t nb, const xact *a, int t0, const int
 #define XSPF 2048 /* per stream; 1 KB -4%, 4 KB -7%, 8 KB -11%, none -20% (Q8_0 decode, per-token A/B) */
 #endif
 AI void x16_tile4(const uint8_t *const *gp, const char *const *end, int64_t nb, const xact *a, float *out) {
-    const int32_t *aq = (const int32_t *)a->q;
-    const float *da = a->da, *ds = a->ds;
+    const int32_t *aq[1] = {(const int32_t *)a->q};
+    const float *da[1] = {a->da}, *ds[1] = {a->ds};
     __m512 acc[4][2];
     UNROLL for (int q = 0; q < 4; q++) acc[q][0] = acc[q][1] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const __m512i A0 = _mm512_set1_epi32(aq[8 * b]); /* reused by the 4 groups: 8 broadcasts a block */
-        const __m512i A1 = _mm512_set1_epi32(aq[8 * b + 1]), A2 = _mm512_set1_epi32(aq[8 * b + 2]);
-        const __m512i A3 = _mm512_set1_epi32(aq[8 * b + 3]), A4 = _mm512_set1_epi32(aq[8 * b + 4]);
-        const __m512i A5 = _mm512_set1_epi32(aq[8 * b + 5]), A6 = _mm512_set1_epi32(aq[8 * b + 6]);
-        const __m512i A7 = _mm512_set1_epi32(aq[8 * b + 7]);
-        const __m512 DA = _mm512_set1_ps(da[b]), DS = _mm512_set1_ps(ds[b]);
         UNROLL for (int q = 0; q < 4; q++) {
             const uint8_t *p = gp[q] + (size_t)b * 544;
             UNROLL for (int o = 0; o < 544; o += 64) {
@@ -695,17 +689,7 @@ AI void x16_tile4(const uint8_t *const *gp, const char *const *end, int64_t nb, 
                 else if (qpf_jump) /* stream q of the next call (experts: the same shape) */
                     _mm_prefetch(qpf_end + qpf_jump + q * (end[1] - end[0]) + (pa - end[q]), _MM_HINT_T0);
             }
-            __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p), A0);
-            __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(p + 64), A1);
-            i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512(p + 128), A2);
-            i1 = _mm512_dpbusd_epi32(i1, _mm512_loadu_si512(p + 192), A3);
-            i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512(p + 256), A4);
-            i1 = _mm512_dpbusd_epi32(i1, _mm512_loadu_si512(p + 320), A5);
-            i0 = _mm512_dpbusd_epi32(i0, _mm512_loadu_si512(p + 384), A6);
-            i1 = _mm512_dpbusd_epi32(i1, _mm512_loadu_si512(p + 448), A7);
-            const __m512 DW = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 512)));
-            const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), DA, DS);
-            acc[q][b & 1] = _mm512_fmadd_ps(t, DW, acc[q][b & 1]);
+            x16_block(p, b, aq, da, ds, 1, &acc[q][b & 1], 0);
         }
     }
     UNROLL for (int q = 0; q < 4; q++) _mm512_storeu_ps(out + 16 * q, _mm512_add_ps(acc[q][0], acc[q][1]));
