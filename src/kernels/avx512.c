@@ -556,43 +556,33 @@ AI void vm_block(const int dt, const int NJ, const int NC, const ds3_mat *w, int
     for (int j = 0; j < NJ; j++)
         UNROLL
         for (int q = 0; q < NC; q++) acc[j][q] = _mm512_setzero_ps();
-    /* FP8: the scales of a run of rows within one 128-row block are looked up once per run */
-    for (int64_t rs = r0; rs < r1;) {
-        const int64_t re = dt == DS3_DT_F8E4M3 && (rs / DS3_FP8_BLOCK + 1) * DS3_FP8_BLOCK < r1 ? (rs / DS3_FP8_BLOCK + 1) * DS3_FP8_BLOCK : r1;
-        __m512 s1[16], s2[16];
-        int two[16];
+    for (int64_t r = r0; r < r1; r++) {
+        const void *row = (const char *)w->data + (size_t)r * rowb;
+        if (NJ == 1) {
+            const char *pa = (const char *)row + VM_PF_ROWS * rowb + (size_t)c * esz;
+            if (pa < pend || pjump)
+                for (size_t o = 0; o < span; o += 64) _mm_prefetch(pa >= pend ? pa + o + pjump : pa + o, PF_HINT);
+        }
+        __m512 wv[16];
         UNROLL
         for (int q = 0; q < NC; q++) {
-            s1[q] = s2[q] = _mm512_setzero_ps();
-            two[q] = 0;
+            __m512 s1 = _mm512_setzero_ps(), s2 = s1;
+            int two = 0;
             if (dt == DS3_DT_F8E4M3 && m[q]) { /* c0 % 16 == 0 (checked by the caller): no chunk straddles a
                                                   * block; chunks past c1 read nothing, not even their scale */
-                const float sc = w->scale[(rs / DS3_FP8_BLOCK) * nbc + (c + 16 * q) / DS3_FP8_BLOCK];
-                two[q] = fp8_big(sc);
-                s1[q] = _mm512_set1_ps(two[q] ? FP8_POW : sc * FP8_POW);
-                s2[q] = _mm512_set1_ps(sc);
+                float sc = w->scale[(r / DS3_FP8_BLOCK) * nbc + (c + 16 * q) / DS3_FP8_BLOCK];
+                two = fp8_big(sc);
+                s1 = _mm512_set1_ps(two ? FP8_POW : sc * FP8_POW);
+                s2 = _mm512_set1_ps(sc);
             }
+            wv[q] = two ? load_w(dt, row, c + 16 * q, m[q], 1, s1, s2, 1) : load_w(dt, row, c + 16 * q, m[q], 1, s1, s2, 0);
         }
-        for (int64_t r = rs; r < re; r++) {
-            const void *row = (const char *)w->data + (size_t)r * rowb;
-            if (NJ == 1) {
-                const char *pa = (const char *)row + VM_PF_ROWS * rowb + (size_t)c * esz;
-                if (pa < pend || pjump)
-                    for (size_t o = 0; o < span; o += 64) _mm_prefetch(pa >= pend ? pa + o + pjump : pa + o, PF_HINT);
-            }
-            __m512 wv[16];
+        UNROLL
+        for (int j = 0; j < NJ; j++) {
+            __m512 xv = _mm512_set1_ps(x[(size_t)j * ldx + (size_t)(r - r0)]);
             UNROLL
-            for (int q = 0; q < NC; q++)
-                wv[q] = two[q] ? load_w(dt, row, c + 16 * q, m[q], 1, s1[q], s2[q], 1)
-                               : load_w(dt, row, c + 16 * q, m[q], 1, s1[q], s2[q], 0);
-            UNROLL
-            for (int j = 0; j < NJ; j++) {
-                __m512 xv = _mm512_set1_ps(x[(size_t)j * ldx + (size_t)(r - r0)]);
-                UNROLL
-                for (int q = 0; q < NC; q++) acc[j][q] = _mm512_fmadd_ps(xv, wv[q], acc[j][q]);
-            }
+            for (int q = 0; q < NC; q++) acc[j][q] = _mm512_fmadd_ps(xv, wv[q], acc[j][q]);
         }
-        rs = re;
     }
     UNROLL
     for (int j = 0; j < NJ; j++)
