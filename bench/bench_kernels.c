@@ -171,7 +171,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < 4 && do_pre; i++) {
         ds3_mat w = make(dts[i], 4096, 4096);
-        static const int Ts[] = {1, 3, 4, 16, 64, 512};
+        static const int Ts[] = {1, 2, 3, 4, 16, 64, 512};
         for (int k = 0; k < 6; k++) {
             int reps, T = Ts[k];
             double t = run(pool, &w, T, 0.5, &reps);

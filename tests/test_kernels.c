@@ -442,6 +442,27 @@ int main(void) {
         test_vecmat(k);
         printf("# %s: %d matmul cases against ref\n", sets[i], n_mm_checks);
     }
+    /* The AVX-512 FP8 matmul's other route: exact f32 dequantization, for CPUs without
+     * AVX512_BF16 (ds3_fp8_bf16 = 0). Where the bf16 route exists, check that it is the one
+     * taken by default: its 16-bit activations round differently, so some outputs differ. */
+    if (ds3_kernels_set("avx512") == 0 && ds3_fp8_bf16_ok()) {
+        tmat t = make_mat(DS3_DT_F8E4M3, 64, 300, 0);
+        float x[300], ya[64], yb[64];
+        for (int i = 0; i < 300; i++) x[i] = frand();
+        ds3_kern->matmul(&t.m, 0, 64, x, 300, 1, ya, 64);
+        ds3_fp8_bf16 = 0;
+        ds3_kern->matmul(&t.m, 0, 64, x, 300, 1, yb, 64);
+        int diff = 0;
+        for (int i = 0; i < 64; i++) diff += f_bits(ya[i]) != f_bits(yb[i]);
+        CHECK(diff > 0, "avx512 FP8: the bf16 and f32 routes gave identical bits on all 64 rows (bf16 route not taken?)");
+        free_mat(&t);
+        n_mm_checks = 0;
+        test_matmul(ds3_kern);
+        printf("# avx512 FP8 f32 route: %d matmul cases against ref\n", n_mm_checks);
+        ds3_fp8_bf16 = 1;
+    } else {
+        printf("# skip the avx512 FP8 route comparison: no AVX512_BF16/VBMI here\n");
+    }
     /* the bandwidth probe runs and returns something sane on small arrays */
     double bw = ds3_membw_measure_ex(2, 0.0, (size_t)1 << 20);
     CHECK(bw > 0.01 && bw < 1e5, "ds3_membw_measure_ex: %g GB/s", bw);

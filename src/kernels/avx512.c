@@ -512,6 +512,7 @@ static void matmul_f16(const ds3_mat *w, int64_t r0, int64_t r1, const float *x,
 }
 static void matmul_fp8(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
                        size_t ldy) {
+    if (ds3_fp8_bf16 && ds3_fp8_bf16_ok() && ds3_fp8_bf16_matmul(w, r0, r1, x, ldx, T, y, ldy) == 0) return;
     matmul_dt(DS3_DT_F8E4M3, w, r0, r1, x, ldx, T, y, ldy);
 }
 

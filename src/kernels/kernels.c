@@ -12,6 +12,7 @@ const ds3_kernels *ds3_kern = &ds3_kernels_ref;
 const ds3_kernels *ds3_qkern = &ds3_qkernels_ref;
 _Thread_local const void *ds3_pf_next;
 float ds3_fp8_table[256];
+int ds3_fp8_bf16 = 1;
 
 const char *ds3_dtype_name(ds3_dtype t) {
     static const char *names[] = {"F32", "BF16", "F16", "F8_E4M3", "I32", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K",
@@ -118,6 +119,8 @@ static const ds3_kernels *ds3_qkern_for(const ds3_kernels *k) {
 
 static void init_once(void) {
     for (int i = 0; i < 256; i++) ds3_fp8_table[i] = ds3_e4m3_to_f32((uint8_t)i);
+    const char *fd = getenv("DS3_FP8_DOT");
+    if (fd && !strcmp(fd, "f32")) ds3_fp8_bf16 = 0;
     const char *env = getenv("DS3_KERNELS");
     const ds3_kernels *k = NULL;
     if (env && *env) {

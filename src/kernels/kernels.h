@@ -76,6 +76,14 @@ extern const ds3_kernels ds3_kernels_ref;
 extern const ds3_kernels ds3_kernels_avx2;    /* may be absent on non-x86 builds */
 extern const ds3_kernels ds3_kernels_avx512;
 
+/* The AVX-512 FP8 matmul's route: 1 (default) = bf16 dot products on CPUs with AVX512_BF16 and
+ * VBMI (fp8_avx512.c: activations carried to 16 bits, ~2x fewer instructions), 0 = exact f32
+ * dequantization (avx512.c). Chosen at startup (DS3_FP8_DOT=f32 gives 0); tests flip it. */
+extern int ds3_fp8_bf16;
+int ds3_fp8_bf16_ok(void);
+int ds3_fp8_bf16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
+                        size_t ldy);
+
 /* The kernel set in use. ds3_kernels_init() is idempotent and thread-safe; every entry point
  * that computes calls it. */
 extern const ds3_kernels *ds3_kern;
