@@ -622,6 +622,9 @@ static void avx512_vecmat(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, 
     case DS3_DT_BF16: vecmat_dt(DS3_DT_BF16, w, r0, r1, c0, c1, x, ldx, nj, y, ldy); break;
     case DS3_DT_F16: vecmat_dt(DS3_DT_F16, w, r0, r1, c0, c1, x, ldx, nj, y, ldy); break;
     case DS3_DT_F8E4M3:
+        if (ds3_fp8_bf16 && ds3_fp8_bf16_ok() && r1 > r0 &&
+            ds3_fp8_bf16_vecmat(w, r0, r1, c0, c1, x, ldx, nj, y, ldy) == 0)
+            break;
         if (c0 % 16 == 0) vecmat_dt(DS3_DT_F8E4M3, w, r0, r1, c0, c1, x, ldx, nj, y, ldy);
         else ds3_vecmat_generic(w, r0, r1, c0, c1, x, ldx, nj, y, ldy);
         break;

@@ -438,3 +438,101 @@ BF16T int ds3_fp8_bf16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const fl
     }
     return 0;
 }
+
+/* ---- vecmat: y_j = x_j W[r0:r1, c0:c1] (the absorbed attention's W_UK^T q) -------------------
+ * Each output column is one lane: rows go in pairs (r, r + 1) from the start of each 128-row
+ * scale block, a pair's two bf16 weights of a column interleaved in one dword against the pair's
+ * split activations: a = dp(dp(a, P, hi pair), P, lo pair) in pair order; at the end of the
+ * block y = fma(a, scale, y) (y = 0 before the first block). The weight conversion is the
+ * matmul's; the f32 route (avx512.c) spent a scale lookup, a conversion and a multiply on every
+ * 16 weights of every row, ~6 cycles per 16 weights in the absorb (latency bound). Each output
+ * depends only on its column, so nj, the column range and its split do not change any bits. */
+#define VM_COLS 256 /* columns per pass: 16 accumulators */
+
+/* 16 x values -> bf16 hi and lo parts at h, l */
+AI void split16(const float *x, int n, uint16_t *h, uint16_t *l) {
+    const __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x);
+    const __m256i hb = (__m256i)_mm512_cvtneps_pbh(v);
+    const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hb), 16));
+    _mm256_storeu_si256((__m256i *)h, hb);
+    _mm256_storeu_si256((__m256i *)l, (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hf)));
+}
+
+BF16T int ds3_fp8_bf16_vecmat(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x, size_t ldx,
+                              int nj, float *y, size_t ldy) {
+    pthread_once(&xs_once, xs_key_init);
+    const tabs tb = tabs_load();
+    const int64_t K = w->cols, nbc = (K + DS3_FP8_BLOCK - 1) / DS3_FP8_BLOCK;
+    const uint8_t *data = w->data;
+    _Alignas(64) uint16_t xh[DS3_FP8_BLOCK + 16], xl[DS3_FP8_BLOCK + 16]; /* one block's rows, zero padded */
+    for (int j = 0; j < nj; j++) {
+        const float *xj = x + (size_t)j * ldx;
+        float *yj = y + (size_t)j * ldy;
+        for (int64_t c = c0; c < c1; c += VM_COLS) {
+            const int nc = c1 - c < VM_COLS ? (int)(c1 - c) : VM_COLS, nq = (nc + 63) / 64;
+            for (int64_t rs = r0, re; rs < r1; rs = re) {
+                re = (rs / DS3_FP8_BLOCK + 1) * DS3_FP8_BLOCK < r1 ? (rs / DS3_FP8_BLOCK + 1) * DS3_FP8_BLOCK : r1;
+                const int nr = (int)(re - rs);
+                memset(xh, 0, sizeof xh);
+                memset(xl, 0, sizeof xl);
+                for (int i = 0; i < nr; i += 16) split16(xj + (rs - r0) + i, nr - i, xh + i, xl + i);
+                __m512 a[4][4];
+                UNROLL
+                for (int q = 0; q < 4; q++)
+                    UNROLL
+                    for (int k = 0; k < 4; k++) a[q][k] = _mm512_setzero_ps();
+                for (int i = 0; i < nr; i += 2) {
+                    const uint8_t *p0 = data + (size_t)(rs + i) * (size_t)K + c, *p1 = p0 + K;
+                    const int two = i + 1 < nr;
+                    uint32_t ph, pl;
+                    memcpy(&ph, xh + i, 4);
+                    memcpy(&pl, xl + i, 4);
+                    const __m512bh XH = (__m512bh)_mm512_set1_epi32((int)ph), XL = (__m512bh)_mm512_set1_epi32((int)pl);
+                    UNROLL
+                    for (int q = 0; q < 4; q++) {
+                        if (q >= nq) break;
+                        const int64_t n = nc - 64 * q;
+                        __m512i A0, B0, A1 = _mm512_setzero_si512(), B1 = A1;
+                        cvt64(load64(p0 + 64 * q, n), &tb, &A0, &B0);
+                        if (two) cvt64(load64(p1 + 64 * q, n), &tb, &A1, &B1);
+                        const __m512i P[4] = {_mm512_unpacklo_epi16(A0, A1), _mm512_unpackhi_epi16(A0, A1),
+                                              _mm512_unpacklo_epi16(B0, B1), _mm512_unpackhi_epi16(B0, B1)};
+                        UNROLL
+                        for (int k = 0; k < 4; k++) {
+                            a[q][k] = _mm512_dpbf16_ps(a[q][k], (__m512bh)P[k], XH);
+                            a[q][k] = _mm512_dpbf16_ps(a[q][k], (__m512bh)P[k], XL);
+                        }
+                    }
+                }
+                /* lanes -> columns: a[q][k] lane 4L + i is column 64q + 16L + 4k + i */
+                const float *srow = w->scale + (rs / DS3_FP8_BLOCK) * nbc;
+                UNROLL
+                for (int q = 0; q < 4; q++) {
+                    if (q >= nq) break;
+                    const __m512i t0 = _mm512_castps_si512(a[q][0]), t1 = _mm512_castps_si512(a[q][1]);
+                    const __m512i t2 = _mm512_castps_si512(a[q][2]), t3 = _mm512_castps_si512(a[q][3]);
+                    const __m512i u0 = _mm512_shuffle_i32x4(t0, t1, 0x44), u1 = _mm512_shuffle_i32x4(t2, t3, 0x44);
+                    const __m512i u2 = _mm512_shuffle_i32x4(t0, t1, 0xEE), u3 = _mm512_shuffle_i32x4(t2, t3, 0xEE);
+                    const __m512i o[4] = {_mm512_shuffle_i32x4(u0, u1, 0x88), _mm512_shuffle_i32x4(u0, u1, 0xDD),
+                                          _mm512_shuffle_i32x4(u2, u3, 0x88), _mm512_shuffle_i32x4(u2, u3, 0xDD)};
+                    UNROLL
+                    for (int k = 0; k < 4; k++) {
+                        const int64_t cc = c + 64 * q + 16 * k, n = c1 - cc;
+                        if (n <= 0) break;
+                        const __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+                        /* the 16 columns' scales: one block, or two when they straddle a boundary */
+                        const int64_t b0 = cc / DS3_FP8_BLOCK, bnd = (b0 + 1) * DS3_FP8_BLOCK - cc;
+                        __m512 sv = _mm512_set1_ps(srow[b0]);
+                        if (bnd < 16 && b0 + 1 < nbc)
+                            sv = _mm512_mask_blend_ps((__mmask16)(0xFFFFu << bnd), sv, _mm512_set1_ps(srow[b0 + 1]));
+                        float *yo = yj + (cc - c0);
+                        const __m512 prev = rs == r0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, yo);
+                        _mm512_mask_storeu_ps(yo, m, _mm512_fmadd_ps(_mm512_castsi512_ps(o[k]), sv, prev));
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}

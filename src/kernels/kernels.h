@@ -83,6 +83,8 @@ extern int ds3_fp8_bf16;
 int ds3_fp8_bf16_ok(void);
 int ds3_fp8_bf16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
                         size_t ldy);
+int ds3_fp8_bf16_vecmat(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x, size_t ldx,
+                        int nj, float *y, size_t ldy);
 
 /* The kernel set in use. ds3_kernels_init() is idempotent and thread-safe; every entry point
  * that computes calls it. */
