@@ -142,6 +142,20 @@ AI void dp_chunk(__m512 *a0, __m512 *a1, __m512i A, __m512i B, const uint16_t *x
     *a1 = _mm512_dpbf16_ps(*a1, (__m512bh)B, (__m512bh)_mm512_load_si512(xc + 96));
 }
 
+/* The 64-column chunk at k of R rows (rp) against NT tokens' split activations (token stride
+ * xst): converted once, then each token's four products into its block sums a0/a1. */
+AI void rows_chunk(const int R, const int NT, const uint8_t *const *rp, int64_t k, int64_t K, const uint16_t *xs,
+                   size_t xst, const tabs *tb, __m512 a0[][4], __m512 a1[][4]) {
+    const uint16_t *xc = xs + (size_t)(k / 64) * XS_CHUNK;
+    UNROLL
+    for (int i = 0; i < R; i++) {
+        __m512i A, B;
+        cvt64(load64(rp[i] + k, K - k), tb, &A, &B);
+        UNROLL
+        for (int j = 0; j < NT; j++) dp_chunk(&a0[i][j], &a1[i][j], A, B, xc + (size_t)j * xst);
+    }
+}
+
 /* ---- decode: R rows x NT tokens, weights streamed from memory once -------------------------- */
 
 #define PF_DIST 16384 /* as avx512.c: rows are short, so prefetch far ahead */
@@ -185,14 +199,7 @@ AI void dec_rows(const int R, const int NT, const int PFD, const ds3_mat *w, int
                 const char *a = (const char *)rp[i] + k + PFD;
                 _mm_prefetch(a >= pf.end + i * pf.step ? a + pf.jump : a, _MM_HINT_T0);
             }
-            const uint16_t *xc = xs + (size_t)(k / 64) * XS_CHUNK;
-            UNROLL
-            for (int i = 0; i < R; i++) {
-                __m512i A, B;
-                cvt64(load64(rp[i] + k, K - k), tb, &A, &B);
-                UNROLL
-                for (int j = 0; j < NT; j++) dp_chunk(&a0[i][j], &a1[i][j], A, B, xc + (size_t)j * xst);
-            }
+            rows_chunk(R, NT, rp, k, K, xs, xst, tb, a0, a1);
         }
         UNROLL
         for (int i = 0; i < R; i++) {
@@ -265,14 +272,7 @@ AI void kb_rows(const int R, const int NT, const ds3_mat *w, int64_t r, int64_t 
                 const char *a = (const char *)rp[i] + (k + KB_COLS < K ? k + KB_COLS : k + KB_COLS - K + (int64_t)KB_ROWS * K);
                 _mm_prefetch(a >= pf.end ? a + pf.jump : a, _MM_HINT_T0);
             }
-            const uint16_t *xc = xs + (size_t)(k / 64) * XS_CHUNK;
-            UNROLL
-            for (int i = 0; i < R; i++) {
-                __m512i A, B;
-                cvt64(load64(rp[i] + k, K - k), tb, &A, &B);
-                UNROLL
-                for (int j = 0; j < NT; j++) dp_chunk(&a0[i][j], &a1[i][j], A, B, xc + (size_t)j * xst);
-            }
+            rows_chunk(R, NT, rp, k, K, xs, xst, tb, a0, a1);
         }
         UNROLL
         for (int i = 0; i < R; i++) {
