@@ -406,6 +406,39 @@ static void check_vecmat(const ds3_kernels *k, const tmat *t, int64_t r0, int64_
     free(yg);
 }
 
+/* silu_mul against ref (which uses libm's expf): within 1e-6 relative, the same NaN/inf
+ * results on the edges, every length 1..67 (tails), in place (a == g) as the MoE calls it. */
+static void test_silu(const ds3_kernels *k) {
+    if (!k->silu_mul) return;
+    enum { N = 4099 };
+    static float g[N], u[N], a[N], r[N], gi[N];
+    static const float edge[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 20.0f, -20.0f, 88.0f, -88.0f, 89.5f, -89.5f,
+                                 104.0f, -104.0f, 1e30f, -1e30f, INFINITY, -INFINITY, NAN, 3.4e38f, -3.4e38f};
+    const int ne = (int)(sizeof edge / sizeof edge[0]);
+    for (int i = 0; i < N; i++) {
+        g[i] = i < ne ? edge[i] : (frand() * 24.0f);
+        u[i] = i < ne ? 1.0f : frand() * 2.0f;
+    }
+    ds3_kernels_ref.silu_mul(N, g, u, r);
+    int bad = 0;
+    for (int len = 1; len <= 67; len++) {
+        for (int i = 0; i < N; i++) a[i] = SENT;
+        k->silu_mul((size_t)len, g, u, a);
+        for (int i = 0; i < len; i++) {
+            const int same = isnan(r[i]) ? isnan(a[i]) : isinf(r[i]) ? a[i] == r[i] : fabsf(a[i] - r[i]) <= 1e-6f * fabsf(r[i]) + 1e-37f;
+            bad += !same;
+        }
+        for (int i = len; i < len + 16 && i < N; i++) bad += a[i] != SENT;
+    }
+    memcpy(gi, g, sizeof g);
+    k->silu_mul(N, gi, u, gi);
+    for (int i = 0; i < N; i++) {
+        const int same = isnan(r[i]) ? isnan(gi[i]) : isinf(r[i]) ? gi[i] == r[i] : fabsf(gi[i] - r[i]) <= 1e-6f * fabsf(r[i]) + 1e-37f;
+        bad += !same;
+    }
+    CHECK(bad == 0, "%s silu_mul: %d values off ref (1e-6 relative), NaN/inf mismatches or writes past n", k->name, bad);
+}
+
 static void test_vecmat(const ds3_kernels *k) {
     for (int dt = 0; dt < 4; dt++)
         for (int special = 0; special < 2; special++) {
@@ -443,6 +476,7 @@ int main(void) {
         test_dequant(k);
         test_vec(k);
         test_vecmat(k);
+        test_silu(k);
         printf("# %s: %d matmul cases against ref\n", sets[i], n_mm_checks);
     }
     /* The AVX-512 FP8 matmul's other route: exact f32 dequantization, for CPUs without

@@ -466,8 +466,31 @@ static int is_dir_with_config(const char *d) {
     return access(p, R_OK) == 0;
 }
 
+/* ds3_argmax (four running maxima, then the first index of the maximum) against the plain
+ * first-index loop, on arrays full of ties, NaNs, signed zeros and infinities. */
+static int argmax_plain(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+static void test_argmax(void) {
+    float x[300];
+    int bad = 0;
+    for (int t = 0; t < 20000; t++) {
+        const int n = 1 + (int)(rnd() % 300);
+        for (int i = 0; i < n; i++) {
+            const uint32_t r = rnd() % 20;
+            x[i] = r == 0 ? NAN : r == 1 ? -0.0f : r == 2 ? 0.0f : r == 3 ? INFINITY : r == 4 ? -INFINITY : (float)(rnd() % 7);
+        }
+        bad += ds3_argmax(x, n) != argmax_plain(x, n);
+    }
+    CHECK(bad == 0 && ds3_argmax(x, 0) == 0, "ds3_argmax differs from the plain first-index loop on %d of 20000 arrays", bad);
+}
+
 int main(void) {
     TEST_BEGIN("test_spec");
+    test_argmax();
     /* caches_exact compares bitwise with one pass over a whole generation; batches from
      * DS3_MLA_NAIVE_MIN_T tokens attend in the naive form (equal within 1e-4, test_golden, not
      * bitwise), so every batch here stays in the absorbed form */

@@ -65,11 +65,27 @@ const ds3_sampler_params *ds3_sampler_params_of(const ds3_sampler *s) { return &
 
 double ds3_sampler_uniform(ds3_sampler *s) { return (next_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
 
+/* The first index of the largest value (NaNs never win; x[0] = NaN gives 0), as the plain loop
+ * `if (x[i] > x[b]) b = i` would, but with four independent running maxima and then a search
+ * for the first index holding the maximum: the plain loop's compare waits on the load of x[b]
+ * (137 us against 20 us over 32K logits, once a token, on the thread the others wait for). */
 int ds3_argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
+    if (n <= 0 || x[0] != x[0]) return 0;
+    float m0 = x[0], m1 = x[0], m2 = x[0], m3 = x[0];
+    int i = 1;
+    for (; i + 4 <= n; i += 4) {
+        m0 = x[i] > m0 ? x[i] : m0;
+        m1 = x[i + 1] > m1 ? x[i + 1] : m1;
+        m2 = x[i + 2] > m2 ? x[i + 2] : m2;
+        m3 = x[i + 3] > m3 ? x[i + 3] : m3;
+    }
+    for (; i < n; i++) m0 = x[i] > m0 ? x[i] : m0;
+    m0 = m1 > m0 ? m1 : m0;
+    m0 = m2 > m0 ? m2 : m0;
+    m0 = m3 > m0 ? m3 : m0;
+    for (i = 0; i < n; i++)
+        if (x[i] == m0) return i;
+    return 0;
 }
 
 static int cmp_desc(const void *a, const void *b, void *ctx) {

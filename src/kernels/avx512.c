@@ -661,6 +661,36 @@ static void avx512_axpy(int n, float a, const float *x, float *y) {
     }
 }
 
+/* exp(x) for 16 lanes: x = n ln2 + r, |r| <= ln2/2, exp(r) by Cephes' expf polynomial (~1 ulp),
+ * scaled by 2^n with vscalefps (which overflows to inf and underflows to 0 by itself). x is
+ * clamped to [-88, 89] first so that n stays small; NaN goes through as 89 (silu's z keeps it). */
+AI __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(89.0f)), _mm512_set1_ps(-88.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* SwiGLU's silu(g) * u in the order of ref.c (g / (1 + e) * u); only exp differs (<= ~2 ulp).
+ * Decode runs it on the main thread between two passes while the other threads wait: 9 us per
+ * MoE layer of the 1.2B model with libm's expf, ~1 us here. */
+static void avx512_silu_mul(size_t n, const float *g, const float *u, float *a) {
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : tail_mask((int64_t)(n - i));
+        const __m512 z = _mm512_maskz_loadu_ps(m, g + i), uv = _mm512_maskz_loadu_ps(m, u + i);
+        const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), z)));
+        _mm512_mask_storeu_ps(a + i, m, _mm512_mul_ps(_mm512_div_ps(z, d), uv));
+    }
+}
+
 const ds3_kernels ds3_kernels_avx512 = {
     .name = "avx512",
     .matmul = avx512_matmul,
@@ -668,4 +698,5 @@ const ds3_kernels ds3_kernels_avx512 = {
     .vecmat = avx512_vecmat,
     .dot = avx512_dot,
     .axpy = avx512_axpy,
+    .silu_mul = avx512_silu_mul,
 };

@@ -65,6 +65,8 @@ typedef struct ds3_kernels {
                    int nj, float *y, size_t ldy);
     float (*dot)(int n, const float *a, const float *b);
     void (*axpy)(int n, float a, const float *x, float *y);  /* y += a * x */
+    /* a[i] = silu(g[i]) * u[i] = g / (1 + exp(-g)) * u (SwiGLU); a may alias g. NULL: ref's. */
+    void (*silu_mul)(size_t n, const float *g, const float *u, float *a);
 } ds3_kernels;
 
 /* Kernel sets for the block-quantised dtypes (same table layout; NULL matmul = not available).

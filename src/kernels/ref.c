@@ -2,6 +2,8 @@
  * and the path the whole engine can run on (DS3_KERNELS=ref). Written for clarity, not speed. */
 #include "kernels.h"
 
+#include <math.h>
+
 static inline float w_at(const ds3_mat *w, int64_t r, int64_t c) {
     switch (w->dtype) {
     case DS3_DT_F32: return ((const float *)w->data)[r * w->cols + c];
@@ -40,10 +42,18 @@ static void ref_axpy(int n, float a, const float *x, float *y) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+static void ref_silu_mul(size_t n, const float *g, const float *u, float *a) {
+    for (size_t i = 0; i < n; i++) {
+        float z = g[i];
+        a[i] = z / (1.0f + expf(-z)) * u[i];
+    }
+}
+
 const ds3_kernels ds3_kernels_ref = {
     .name = "ref",
     .matmul = ref_matmul,
     .dequant_row = ref_dequant_row,
     .dot = ref_dot,
     .axpy = ref_axpy,
+    .silu_mul = ref_silu_mul,
 };

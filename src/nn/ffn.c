@@ -5,10 +5,7 @@
 #include "nn/nn.h"
 
 void ds3_swiglu_fwd(float *a, const float *g, const float *u, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float z = g[i];
-        a[i] = z / (1.0f + expf(-z)) * u[i];
-    }
+    (ds3_kern->silu_mul ? ds3_kern->silu_mul : ds3_kernels_ref.silu_mul)(n, g, u, a);
 }
 
 void ds3_ffn_fwd(ds3_ctx *ctx, const ds3_ffn_w *w, const float *x, int T, float *out, float *g, float *u) {
