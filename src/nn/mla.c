@@ -115,8 +115,9 @@ static void attn_worker(void *arg, int ith, int nth) {
     float *st = sc + (size_t)16 * a->cache.rows;   /* (n_keys, g) scores */
     for (int i; (i = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < n_tasks;) {
         const int h0 = i * g, gn = H - h0 < g ? H - h0 : g;
-        /* Each head's rows are a few KB: the next head's are prefetched while this one computes
-         * (the matmul kernels continue their stream there; vecmat has none of its own). */
+        /* Each head's rows are a few KB: the task's first head is prefetched here, the next
+         * head's while this one computes (the matmul and vecmat kernels continue their prefetch
+         * there, ds3_pf_next). */
         if (!w->k_b.data) prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv), (int64_t)h0 * (dn + dv) + dn, 0);
         /* The cache rows of this layer were last read a whole token ago (evicted since by the
          * weights): a share of them is requested before each head's absorb, so they are in the
@@ -132,7 +133,10 @@ static void attn_worker(void *arg, int ith, int nth) {
                 ds3_matmul(&w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qc,
                            (size_t)H * ldc);
             } else {
-                if (more) prefetch_rows(&w->kv_b, (int64_t)(h + 1) * (dn + dv), (int64_t)(h + 1) * (dn + dv) + dn, 0);
+                /* the vecmat kernels prefetch a few rows ahead and past the last one continue at
+                 * the next head's rows (FP8 decode +0.7-0.9% on both routes, BF16 +0.3-0.4%,
+                 * against prefetching the next head's rows whole here) */
+                ds3_matmul_prefetch_next(more ? &w->kv_b : NULL, (int64_t)(h + 1) * (dn + dv));
                 ds3_vecmat(&w->kv_b, (int64_t)h * (dn + dv), (int64_t)h * (dn + dv) + dn, 0, rkv, a->q + (size_t)h * dq,
                            (size_t)H * dq, T, qc, (size_t)H * ldc);
             }
