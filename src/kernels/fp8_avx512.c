@@ -22,8 +22,8 @@
  * with zeros past the last column. Decode (rows streamed from memory) and prefill (a converted tile
  * reused by every token) both do exactly this, so results do not depend on T or on the row split.
  *
- * Ownership: the split activations live in a per-thread buffer grown on demand and freed by a
- * pthread key destructor when the thread exits (as quant_avx512.c's act_buf). */
+ * Ownership: the split activations live in a per-thread scratch slot of kernels.c
+ * (ds3_kern_scratch: grown on demand, freed when the thread exits). */
 #include "kernels.h"
 
 #include <immintrin.h>
@@ -76,34 +76,12 @@ AI __m512i load64(const uint8_t *p, int64_t n) { /* n valid bytes (<= 64); the r
 
 /* ---- activations ----------------------------------------------------------------------------- */
 
-static _Thread_local uint16_t *xs_buf;
-static _Thread_local size_t xs_cap;
-static pthread_key_t xs_key;
-static pthread_once_t xs_once = PTHREAD_ONCE_INIT;
-static void xs_release(void *unused) {
-    (void)unused;
-    free(xs_buf);
-    xs_buf = NULL;
-    xs_cap = 0;
-}
-static void xs_key_init(void) {
-    (void)pthread_key_create(&xs_key, xs_release);
-    tab_init();
-}
+static pthread_once_t tab_once = PTHREAD_ONCE_INIT;
 
-/* Per-thread buffer of at least n uint16 (64-byte aligned); NULL when out of memory. */
+/* Per-thread buffer of at least n uint16 (64-byte aligned, kernels.c); NULL when out of memory. */
 static uint16_t *xs_get(size_t n) {
-    pthread_once(&xs_once, xs_key_init);
-    if (n <= xs_cap) return xs_buf;
-    free(xs_buf);
-    xs_buf = NULL;
-    xs_cap = 0;
-    void *p;
-    if (posix_memalign(&p, 64, n * sizeof(uint16_t))) return NULL;
-    xs_buf = p;
-    xs_cap = n;
-    if (!pthread_getspecific(xs_key)) (void)pthread_setspecific(xs_key, (void *)1);
-    return xs_buf;
+    pthread_once(&tab_once, tab_init);
+    return ds3_kern_scratch(DS3_SCRATCH_FP8X, n * sizeof(uint16_t));
 }
 
 /* One token's K activations -> nch chunks of XS_CHUNK at d (zeros past K). */
@@ -462,7 +440,7 @@ AI void split16(const float *x, int n, uint16_t *h, uint16_t *l) {
 
 BF16T int ds3_fp8_bf16_vecmat(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x, size_t ldx,
                               int nj, float *y, size_t ldy) {
-    pthread_once(&xs_once, xs_key_init);
+    pthread_once(&tab_once, tab_init);
     const tabs tb = tabs_load();
     const int64_t K = w->cols, nbc = (K + DS3_FP8_BLOCK - 1) / DS3_FP8_BLOCK;
     const uint8_t *data = w->data;

@@ -87,6 +87,35 @@ uint16_t ds3_f32_to_f16(float f) {
     return (uint16_t)(s | (e << 10) | m);
 }
 
+static _Thread_local void *scratch_buf[DS3_SCRATCH_N];
+static _Thread_local size_t scratch_cap[DS3_SCRATCH_N];
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void scratch_release(void *unused) {
+    (void)unused;
+    for (int i = 0; i < DS3_SCRATCH_N; i++) {
+        free(scratch_buf[i]);
+        scratch_buf[i] = NULL;
+        scratch_cap[i] = 0;
+    }
+}
+static void scratch_key_init(void) { (void)pthread_key_create(&scratch_key, scratch_release); }
+
+void *ds3_kern_scratch(int slot, size_t bytes) {
+    if (slot < 0 || slot >= DS3_SCRATCH_N) return NULL;
+    if (bytes <= scratch_cap[slot]) return scratch_buf[slot];
+    free(scratch_buf[slot]);
+    scratch_buf[slot] = NULL;
+    scratch_cap[slot] = 0;
+    void *p;
+    if (posix_memalign(&p, 64, bytes)) return NULL;
+    scratch_buf[slot] = p;
+    scratch_cap[slot] = bytes;
+    pthread_once(&scratch_once, scratch_key_init);
+    if (!pthread_getspecific(scratch_key)) (void)pthread_setspecific(scratch_key, (void *)1);
+    return p;
+}
+
 static int cpu_has(const char *name) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();

@@ -78,6 +78,14 @@ extern const ds3_kernels ds3_kernels_ref;
 extern const ds3_kernels ds3_kernels_avx2;    /* may be absent on non-x86 builds */
 extern const ds3_kernels ds3_kernels_avx512;
 
+/* Per-thread kernel scratch (the quantized kernels' activations, FP8's split activations): one
+ * slot per use, at least `bytes` (64-byte aligned), grown on demand and freed when the thread
+ * exits (a pthread key destructor runs in the exiting thread while its TLS is still valid; pool
+ * threads come and go with sessions, and LeakSanitizer checks this). NULL when out of memory.
+ * The pointer stays valid until the same slot is asked for more bytes. */
+enum { DS3_SCRATCH_QACT, DS3_SCRATCH_QZ, DS3_SCRATCH_FP8X, DS3_SCRATCH_N };
+void *ds3_kern_scratch(int slot, size_t bytes);
+
 /* The AVX-512 FP8 matmul's route: 1 (default) = bf16 dot products on CPUs with AVX512_BF16 and
  * VBMI (fp8_avx512.c: activations carried to 16 bits, ~2x fewer instructions), 0 = exact f32
  * dequantization (avx512.c). Chosen at startup (DS3_FP8_DOT=f32 gives 0); tests flip it. */

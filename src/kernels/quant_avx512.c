@@ -19,7 +19,6 @@
  * or on T (each output's arithmetic is the same in every tile shape).
  * CPUs without AVX-512 VNNI + VBMI use the AVX2 set (ds3_qkernels_avx2) instead. */
 #include <immintrin.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,44 +61,11 @@ typedef struct {
     size_t K;
 } qact;
 
-/* Per-thread activation scratch (act_buf, zbuf below), grown on demand and freed when the
- * thread exits: a pthread key destructor runs in the exiting thread while its TLS is still
- * valid (pool threads come and go with sessions; LeakSanitizer checks this). */
-static _Thread_local void *act_buf;
-static _Thread_local size_t act_cap;
-static _Thread_local void *zbuf;
-static _Thread_local size_t zcap;
-static pthread_key_t tls_key;
-static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-static void tls_release(void *unused) {
-    (void)unused;
-    free(act_buf);
-    free(zbuf);
-    act_buf = zbuf = NULL;
-    act_cap = zcap = 0;
-}
-static void tls_key_init(void) { (void)pthread_key_create(&tls_key, tls_release); }
-static void tls_register(void) {
-    pthread_once(&tls_once, tls_key_init);
-    if (!pthread_getspecific(tls_key)) (void)pthread_setspecific(tls_key, (void *)1);
-}
-/* Grow a per-thread buffer to at least `bytes` (64-byte aligned); 0 or -1 when out of memory. */
-static int tls_grow(void **buf, size_t *cap, size_t bytes) {
-    if (bytes <= *cap) return 0;
-    free(*buf);
-    *buf = NULL;
-    *cap = 0;
-    if (posix_memalign(buf, 64, bytes)) return -1;
-    *cap = bytes;
-    tls_register();
-    return 0;
-}
-
 static int qact_alloc(qact *a, int T, int64_t K) {
     const size_t nb = (size_t)K / 32;
     const size_t bytes = (size_t)T * ((size_t)K + 64 + nb * 8 * 4 * 2 + nb * 4 + nb * 2 * 4 + 256);
-    if (tls_grow(&act_buf, &act_cap, bytes)) return -1;
-    char *p = act_buf;
+    char *p = ds3_kern_scratch(DS3_SCRATCH_QACT, bytes); /* per-thread, kernels.c */
+    if (!p) return -1;
     a->K = (size_t)K;
     a->q = (int8_t *)p;
     p += ((size_t)T * K + 64 + 63) & ~(size_t)63;
@@ -390,10 +356,11 @@ VNNI static void zact_row(const float *x, int64_t K, size_t Kp, int kq, float ko
 static int zact_fill(zact *a, const float *x, size_t ldx, int T, int64_t K, int kq, float kofs) {
     const size_t Kp = ((size_t)K + 511) & ~(size_t)511;
     const size_t bytes = (size_t)T * (Kp + Kp / 32 * 8) + 64;
-    if (tls_grow(&zbuf, &zcap, bytes)) return -1;
+    char *zbuf = ds3_kern_scratch(DS3_SCRATCH_QZ, bytes);
+    if (!zbuf) return -1;
     a->Kp = Kp;
-    a->q = zbuf;
-    a->da = (float *)((char *)zbuf + (size_t)T * Kp);
+    a->q = (int8_t *)zbuf;
+    a->da = (float *)(zbuf + (size_t)T * Kp);
     a->ds = a->da + (size_t)T * (Kp / 32);
     for (int t = 0; t < T; t++)
         zact_row(x + (size_t)t * ldx, K, Kp, kq, kofs, a->q + (size_t)t * Kp, a->da + (size_t)t * (Kp / 32),
@@ -607,10 +574,11 @@ typedef struct {
 
 VNNI static int xact_fill(xact *a, const float *x, size_t ldx, int T, int64_t K, float kofs) {
     const size_t nb = (size_t)K / 32;
-    if (tls_grow(&zbuf, &zcap, (size_t)T * ((size_t)K + 8 * nb) + 64)) return -1;
+    char *zbuf = ds3_kern_scratch(DS3_SCRATCH_QZ, (size_t)T * ((size_t)K + 8 * nb) + 64);
+    if (!zbuf) return -1;
     a->K = (size_t)K;
-    a->q = zbuf;
-    a->da = (float *)((char *)zbuf + (size_t)T * (size_t)K);
+    a->q = (int8_t *)zbuf;
+    a->da = (float *)(zbuf + (size_t)T * (size_t)K);
     a->ds = a->da + (size_t)T * nb;
     for (int t = 0; t < T; t++)
         for (size_t b = 0; b < nb; b++) {
