@@ -150,9 +150,11 @@ typedef struct {
     intptr_t jump, step;
 } pf_stream;
 
-/* R rows r + i * gap (i < R) x NT tokens of split activations xs (token stride xst). */
-AI void dec_rows(const int R, const int NT, const int PFD, const ds3_mat *w, int64_t r, int64_t gap,
-                 const uint16_t *xs, size_t xst, float *y, size_t ldy, pf_stream pf, const tabs *tb) {
+/* R rows r + i * gap (i < R) x one token of split activations xs. */
+AI void dec_rows(const int R, const int PFD, const ds3_mat *w, int64_t r, int64_t gap, const uint16_t *xs, float *y,
+                 pf_stream pf, const tabs *tb) {
+    enum { NT = 1 };
+    const size_t xst = 0, ldy = 0;
     const int64_t K = w->cols, nbc = (K + DS3_FP8_BLOCK - 1) / DS3_FP8_BLOCK;
     const uint8_t *rp[4];
     const float *sc[4];
@@ -194,8 +196,7 @@ AI void dec_rows(const int R, const int NT, const int PFD, const ds3_mat *w, int
 
 /* Rows [r0, r1), one token: four sequential streams of rows read side by side (avx512.c's
  * decode explains why), then 4 rows at a time, then single rows. */
-AI void decode1(const ds3_mat *w, int64_t r0, int64_t r1, const uint16_t *xs, size_t xst, float *y, size_t ldy,
-                const tabs *tb) {
+AI void decode1(const ds3_mat *w, int64_t r0, int64_t r1, const uint16_t *xs, float *y, const tabs *tb) {
     const size_t rowb = (size_t)w->cols;
     const char *base = (const char *)w->data + (size_t)r0 * rowb;
     const size_t total = (size_t)(r1 - r0) * rowb;
@@ -208,14 +209,14 @@ AI void decode1(const ds3_mat *w, int64_t r0, int64_t r1, const uint16_t *xs, si
         const pf_stream pfs = {base + sb, next - (base + sb), (intptr_t)sb};
         for (int q = 0; q < DEC_STREAMS; q++)
             for (size_t off = 0; off < sb && off < DEC_STREAM_PF; off += 64) _mm_prefetch(base + q * sb + off, _MM_HINT_T0);
-        for (int64_t i = 0; i < h; i++) dec_rows(DEC_STREAMS, 1, DEC_STREAM_PF, w, r0 + i, h, xs, xst, y + i, ldy, pfs, tb);
+        for (int64_t i = 0; i < h; i++) dec_rows(DEC_STREAMS, DEC_STREAM_PF, w, r0 + i, h, xs, y + i, pfs, tb);
         r = r0 + DEC_STREAMS * h;
     } else {
         const size_t nb = total < PF_DIST ? total : PF_DIST;
         for (size_t off = 0; off < nb; off += 64) _mm_prefetch(base + off, _MM_HINT_T0);
     }
-    for (; r + 4 <= r1; r += 4) dec_rows(4, 1, PF_DIST, w, r, 1, xs, xst, y + (r - r0), ldy, pf, tb);
-    for (; r < r1; r++) dec_rows(1, 1, PF_DIST, w, r, 1, xs, xst, y + (r - r0), ldy, pf, tb);
+    for (; r + 4 <= r1; r += 4) dec_rows(4, PF_DIST, w, r, 1, xs, y + (r - r0), pf, tb);
+    for (; r < r1; r++) dec_rows(1, PF_DIST, w, r, 1, xs, y + (r - r0), pf, tb);
 }
 
 /* Two to four tokens (speculative verification). Streaming whole rows past every token re-read
@@ -408,7 +409,7 @@ BF16T int ds3_fp8_bf16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const fl
             continue;
         }
         switch (tn) {
-        case 1: decode1(w, r0, r1, xs, xst, yt, ldy, &tb); break;
+        case 1: decode1(w, r0, r1, xs, yt, &tb); break;
         case 2: decode_kb(2, w, r0, r1, xs, xst, yt, ldy, &tb); break;
         case 3: decode_kb(3, w, r0, r1, xs, xst, yt, ldy, &tb); break;
         default: decode_kb(4, w, r0, r1, xs, xst, yt, ldy, &tb); break;
