@@ -439,6 +439,27 @@ static void test_silu(const ds3_kernels *k) {
     CHECK(bad == 0, "%s silu_mul: %d values off ref (1e-6 relative), NaN/inf mismatches or writes past n", k->name, bad);
 }
 
+/* softmax against ref: each probability within 2e-6 relative (+1e-30), lengths 1..70 and 513
+ * (tails), scores spread wide enough that some probabilities underflow. */
+static void test_softmax(const ds3_kernels *k) {
+    if (!k->softmax) return;
+    static float a[600], b[600];
+    int bad = 0;
+    for (int n = 1; n <= 513; n = n < 70 ? n + 1 : 513) {
+        for (int rep = 0; rep < 3; rep++) {
+            const float spread = rep == 0 ? 1.0f : rep == 1 ? 30.0f : 300.0f;
+            for (int i = 0; i < n; i++) a[i] = b[i] = frand() * spread;
+            for (int i = n; i < n + 16; i++) b[i] = SENT;
+            ds3_kernels_ref.softmax(a, n, 0.125f);
+            k->softmax(b, n, 0.125f);
+            for (int i = 0; i < n; i++) bad += !(fabsf(a[i] - b[i]) <= 2e-6f * fabsf(a[i]) + 1e-30f);
+            for (int i = n; i < n + 16; i++) bad += b[i] != SENT;
+        }
+        if (n == 513) break;
+    }
+    CHECK(bad == 0, "%s softmax: %d probabilities off ref (2e-6 relative) or writes past n", k->name, bad);
+}
+
 static void test_vecmat(const ds3_kernels *k) {
     for (int dt = 0; dt < 4; dt++)
         for (int special = 0; special < 2; special++) {
@@ -477,6 +498,7 @@ int main(void) {
         test_vec(k);
         test_vecmat(k);
         test_silu(k);
+        test_softmax(k);
         printf("# %s: %d matmul cases against ref\n", sets[i], n_mm_checks);
     }
     /* The AVX-512 FP8 matmul's other route: exact f32 dequantization, for CPUs without

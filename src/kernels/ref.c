@@ -49,6 +49,18 @@ static void ref_silu_mul(size_t n, const float *g, const float *u, float *a) {
     }
 }
 
+static void ref_softmax(float *row, int n, float scale) {
+    float mx = -INFINITY;
+    for (int s = 0; s < n; s++) {
+        row[s] *= scale;
+        mx = row[s] > mx ? row[s] : mx;
+    }
+    double sum = 0;
+    for (int s = 0; s < n; s++) sum += (row[s] = expf(row[s] - mx));
+    const float inv = (float)(1.0 / sum);
+    for (int s = 0; s < n; s++) row[s] *= inv;
+}
+
 const ds3_kernels ds3_kernels_ref = {
     .name = "ref",
     .matmul = ref_matmul,
@@ -56,4 +68,5 @@ const ds3_kernels ds3_kernels_ref = {
     .dot = ref_dot,
     .axpy = ref_axpy,
     .silu_mul = ref_silu_mul,
+    .softmax = ref_softmax,
 };

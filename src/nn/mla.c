@@ -61,16 +61,9 @@ size_t ds3_mla_lat_floats(const ds3_config *c, int T) {
 
 /* Softmax of the n_keys scores a query may see, in place: row = softmax(scale row); both
  * attention forms share it. */
+/* softmax(scale * row) over n_keys scores: the set's kernel (ref.c's when it has none) */
 static void softmax_row(float *row, int n_keys, float scale) {
-    float mx = -INFINITY;
-    for (int s = 0; s < n_keys; s++) {
-        row[s] *= scale;
-        mx = row[s] > mx ? row[s] : mx;
-    }
-    double sum = 0;
-    for (int s = 0; s < n_keys; s++) sum += (row[s] = expf(row[s] - mx));
-    const float inv = (float)(1.0 / sum);
-    for (int s = 0; s < n_keys; s++) row[s] *= inv;
+    (ds3_kern->softmax ? ds3_kern->softmax : ds3_kernels_ref.softmax)(row, n_keys, scale);
 }
 
 /* Ask for rows [r0, r1) of w to be brought into the cache (a hint): into L1, or (l2) only as far
