@@ -1,7 +1,9 @@
 /* kernels.c -- dtype helpers, scalar conversions and the once-at-startup choice of kernel set.
  * The chosen set is a process-wide immutable pointer (ds3_kern). */
 #include "kernels.h"
+#include "kernels/quant.h"
 
+#include <assert.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -102,7 +104,7 @@ static void scratch_release(void *unused) {
 static void scratch_key_init(void) { (void)pthread_key_create(&scratch_key, scratch_release); }
 
 void *ds3_kern_scratch(int slot, size_t bytes) {
-    if (slot < 0 || slot >= DS3_SCRATCH_N) return NULL;
+    assert(slot >= 0 && slot < DS3_SCRATCH_N); /* a caller's bug, not bad input */
     if (bytes <= scratch_cap[slot]) return scratch_buf[slot];
     free(scratch_buf[slot]);
     scratch_buf[slot] = NULL;
@@ -116,6 +118,7 @@ void *ds3_kern_scratch(int slot, size_t bytes) {
     return p;
 }
 
+#if defined(__x86_64__) && !defined(DS3_NO_SIMD)
 static int cpu_has(const char *name) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
@@ -126,6 +129,7 @@ static int cpu_has(const char *name) {
 #endif
     return !strcmp(name, "ref");
 }
+#endif
 
 const ds3_kernels *ds3_kernels_by_name(const char *name) {
     if (!strcmp(name, "ref")) return &ds3_kernels_ref;
@@ -145,6 +149,12 @@ static const ds3_kernels *ds3_qkern_for(const ds3_kernels *k) {
 #endif
     return &ds3_qkernels_ref;
 }
+
+#if !defined(__x86_64__) || defined(DS3_NO_SIMD)
+/* Builds without the SIMD files (other ISAs, NO_SIMD=1): nothing regrouped, FP8 on the f32 path. */
+int ds3_x16_wanted(void) { return 0; }
+int ds3_fp8_bf16_ok(void) { return 0; }
+#endif
 
 static void init_once(void) {
     for (int i = 0; i < 256; i++) ds3_fp8_table[i] = ds3_e4m3_to_f32((uint8_t)i);
