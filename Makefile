@@ -106,4 +106,4 @@ run: check-deps
 	fi
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-nosimd
