@@ -119,6 +119,8 @@ static void passes(ds3_pool *pool, int nth, ds3_dtype dt, double bw) {
     ctx.chunks = calloc(4096, sizeof *ctx.chunks);
     ctx.chunk_start = calloc(4097, sizeof *ctx.chunk_start);
     ctx.chunk_next = calloc(4096, sizeof *ctx.chunk_next);
+    ctx.shares = calloc(4096, sizeof *ctx.shares);
+    ctx.busy = calloc((size_t)nth, sizeof *ctx.busy);
     static const char *names[PK] = {"q_a+kv_a", "q_b", "o", "router", "gate/up", "down", "head"};
     double t[PK] = {0}, bytes[PK] = {0};
     const int ntok = 100;
@@ -145,6 +147,8 @@ static void passes(ds3_pool *pool, int nth, ds3_dtype dt, double bw) {
     free(ctx.chunks);
     free(ctx.chunk_start);
     free(ctx.chunk_next);
+    free(ctx.shares);
+    free((void *)ctx.busy);
     free(arena);
     free(x);
     free(y);

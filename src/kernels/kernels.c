@@ -154,6 +154,14 @@ static const ds3_kernels *ds3_qkern_for(const ds3_kernels *k) {
 /* Builds without the SIMD files (other ISAs, NO_SIMD=1): nothing regrouped, FP8 on the f32 path. */
 int ds3_x16_wanted(void) { return 0; }
 int ds3_fp8_bf16_ok(void) { return 0; }
+int ds3_share_blocks(const ds3_mat *w, int64_t r0, int64_t r1, int T) {
+    (void)w, (void)r0, (void)r1, (void)T;
+    return 0;
+}
+void ds3_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, float *y, ds3_share *sh, int helper) {
+    (void)w, (void)r0, (void)r1, (void)x, (void)y, (void)sh, (void)helper;
+    assert(0 && "no shared calls without the SIMD files");
+}
 #endif
 
 static void init_once(void) {

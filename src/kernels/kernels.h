@@ -12,6 +12,7 @@
 #define DS3_KERNELS_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 typedef enum {
@@ -97,6 +98,25 @@ int ds3_fp8_bf16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x
                         size_t ldy);
 int ds3_fp8_bf16_vecmat(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const float *x, size_t ldx,
                         int nj, float *y, size_t ldy);
+
+/* One one-token decode call shared by several threads (linear.c: a thread with no work left
+ * helps the others finish their last pieces). The call's rows go as four streams of h rows (the
+ * decode layout); stream row i belongs to block i / DS3_SHARE_ROWS of nb. The owner takes blocks
+ * from the front, helpers from the back, each block once: a block is claimed by raising `taken`
+ * (no claims once it reaches nb), a helper's block is then nb - 1 - (back++). Every row is
+ * computed as an unshared call computes it, so sharing changes no bits. */
+#define DS3_SHARE_ROWS 16
+typedef struct ds3_share {
+    _Atomic int taken; /* blocks claimed, front and back together */
+    _Atomic int back;  /* blocks claimed from the back */
+    int nb;            /* blocks of the call (ds3_share_blocks) */
+} ds3_share;
+/* Blocks of rows [r0, r1) of w for T tokens when the call can be shared here, else 0 (it runs
+ * whole, unshared; so far only FP8 through the bf16 route, one token, 64 rows or more). */
+int ds3_share_blocks(const ds3_mat *w, int64_t r0, int64_t r1, int T);
+/* Run the blocks of a shared call this thread can claim: as the owner (front; it also runs the
+ * rows past the four streams) or as a helper (back). sh->nb from ds3_share_blocks, > 0. */
+void ds3_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, float *y, ds3_share *sh, int helper);
 
 /* The kernel set in use. ds3_kernels_init() is idempotent and thread-safe; every entry point
  * that computes calls it. */

@@ -65,6 +65,8 @@ void ds3_session_free(ds3_session *s) {
     free(s->ctx.chunks);
     free(s->ctx.chunk_start);
     free(s->ctx.chunk_next);
+    free(s->ctx.shares);
+    free((void *)s->ctx.busy);
     void *bufs[] = {s->cache, s->mtp_cache, s->h, s->xn, s->tmp, s->hfin, s->cat, s->fg, s->fu,
                     s->mla.q_lat, s->mla.q, s->mla.kv, s->mla.o, s->mla.qcat, s->mla.lat, s->moe.logits, s->moe.ids, s->moe.wts,
                     s->moe.count, s->moe.offset, s->moe.slot, s->moe.xg, s->moe.hg, s->moe.hu, s->moe.yg,
@@ -163,6 +165,8 @@ ds3_session *ds3_session_new(const ds3_model *m, const ds3_session_params *pp, c
     ALLOC(s->ctx.chunks, (size_t)s->ctx.chunk_cap);
     ALLOC(s->ctx.chunk_start, (size_t)s->ctx.chunk_cap + 1);
     ALLOC(s->ctx.chunk_next, (size_t)s->ctx.chunk_cap);
+    ALLOC(s->ctx.shares, (size_t)s->ctx.chunk_cap);
+    ALLOC(s->ctx.busy, (size_t)p.n_threads);
     return s;
 nomem:
     ds3_seterr(err, errlen, DS3_ERR_NOMEM, "out of memory allocating the session (n_ctx %d, n_batch %d)", p.n_ctx,

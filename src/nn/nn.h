@@ -28,6 +28,8 @@ typedef struct ds3_ctx {
     int *chunk_start;           /* (chunk_cap + 1,) where each chunk's pieces start */
     _Atomic int *chunk_next;    /* (chunk_cap,) the next unclaimed piece of each chunk (ds3_mm) */
     int chunk_cap;
+    ds3_share *shares;          /* (chunk_cap,) per piece: its blocks, when its call is shared (ds3_mm) */
+    _Atomic int *busy;          /* (nth,) the piece each thread runs as a shared call, -1 none (ds3_mm) */
     double *prof;          /* (DS3_PROF_N,) seconds per stage when DS3_PROFILE is set, else NULL */
     int mla_naive_min_t;   /* batches of at least this many tokens attend in the naive form (mla.c) */
 } ds3_ctx;
