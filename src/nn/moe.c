@@ -26,7 +26,7 @@ void ds3_moe_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     for (int i = 0; i < T * K; i++) {
         int e = b->ids[i], row = b->offset[e] + b->count[e]++;
         b->slot[i] = row;
-        memcpy(b->xg + (size_t)row * d, x + (size_t)(i / K) * d, (size_t)d * sizeof(float));
+        if (T > 1) memcpy(b->xg + (size_t)row * d, x + (size_t)(i / K) * d, (size_t)d * sizeof(float));
     }
     /* gate/up of every active expert plus the shared expert, one pass. Jobs live in the
      * per-thread scratch of thread 0 (the caller) to avoid allocation. */
@@ -36,7 +36,8 @@ void ds3_moe_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     for (int e = 0; e < Nr; e++) {
         int n = b->offset[e + 1] - b->offset[e];
         if (!n) continue;
-        const float *xe = b->xg + (size_t)b->offset[e] * d;
+        /* one token: every active expert's one row is x itself, nothing to gather */
+        const float *xe = T == 1 ? x : b->xg + (size_t)b->offset[e] * d;
         jobs[nj++] = (ds3_mm_job){&w->experts[e].gate, 0, I, xe, (size_t)d, n, b->hg + (size_t)b->offset[e] * I, (size_t)I};
         jobs[nj++] = (ds3_mm_job){&w->experts[e].up, 0, I, xe, (size_t)d, n, b->hu + (size_t)b->offset[e] * I, (size_t)I};
     }
