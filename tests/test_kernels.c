@@ -495,66 +495,79 @@ static void *share_helper(void *p) {
     ds3_matmul_shared(a->w, a->r0, a->r1, a->x, a->y, a->sh, 1);
     return NULL;
 }
-static void test_share(void) {
-    static const int64_t rows[] = {64, 100, 448, 1027};
-    for (int ci = 0; ci < 4; ci++) {
-        const int64_t R = rows[ci], K = ci == 2 ? 448 : 1024, r0 = ci == 3 ? 3 : 0, r1 = r0 + R - (ci == 3 ? 3 : 0);
-        tmat t = make_mat(DS3_DT_F8E4M3, R, K, 0);
-        float *x = malloc(sizeof(float) * (size_t)K), *y0 = malloc(sizeof(float) * (size_t)R), *y = malloc(sizeof(float) * (size_t)R);
-        for (int64_t i = 0; i < K; i++) x[i] = frand();
-        ds3_kern->matmul(&t.m, r0, r1, x, (size_t)K, 1, y0, (size_t)R);
-        const int nb = ds3_share_blocks(&t.m, r0, r1, 1);
-        const int64_t h = (r1 - r0) / 4;
-        CHECK(nb == (int)((h + DS3_SHARE_ROWS - 1) / DS3_SHARE_ROWS), "share: %lld rows give %d blocks", (long long)(r1 - r0), nb);
-        ds3_share sh;
-        /* helper first: all blocks, none of the rows past the streams */
+static void share_case(ds3_dtype dt, int64_t R, int64_t K, int64_t r0, const char *route) {
+    const int64_t r1 = R;
+    tmat t = make_mat(dt, R, K, 0);
+    float *x = malloc(sizeof(float) * (size_t)K), *y0 = malloc(sizeof(float) * (size_t)R), *y = malloc(sizeof(float) * (size_t)R);
+    for (int64_t i = 0; i < K; i++) x[i] = frand();
+    ds3_kern->matmul(&t.m, r0, r1, x, (size_t)K, 1, y0, (size_t)R);
+    const int nb = ds3_share_blocks(&t.m, r0, r1, 1);
+    const int64_t h = (r1 - r0) / 4;
+    CHECK(nb == (int)((h + DS3_SHARE_ROWS - 1) / DS3_SHARE_ROWS), "share %s%s: %lld rows give %d blocks", ds3_dtype_name(dt),
+          route, (long long)(r1 - r0), nb);
+    ds3_share sh;
+    /* helper first: all blocks, none of the rows past the streams */
+    for (int64_t i = 0; i < R; i++) y[i] = NAN;
+    atomic_init(&sh.taken, 0);
+    atomic_init(&sh.back, 0);
+    sh.nb = nb;
+    ds3_matmul_shared(&t.m, r0, r1, x, y, &sh, 1);
+    int bad = 0, rest = 0;
+    for (int64_t i = 0; i < r1 - r0; i++) {
+        if (i < 4 * h) bad += f_bits(y[i]) != f_bits(y0[i]);
+        else rest += y[i] == y[i];
+    }
+    CHECK(bad == 0 && rest == 0 && atomic_load(&sh.back) == nb,
+          "share %s%s %lld rows, helper alone: %d stream rows differ, %d rows past the streams written", ds3_dtype_name(dt),
+          route, (long long)(r1 - r0), bad, rest);
+    ds3_matmul_shared(&t.m, r0, r1, x, y, &sh, 0);
+    bad = 0;
+    for (int64_t i = 0; i < r1 - r0; i++) bad += f_bits(y[i]) != f_bits(y0[i]);
+    CHECK(bad == 0, "share %s%s %lld rows, owner after the helper: %d rows differ", ds3_dtype_name(dt), route,
+          (long long)(r1 - r0), bad);
+    /* owner and helper on two threads, a few times */
+    int bad2 = 0, helped = 0;
+    for (int rep = 0; rep < 20; rep++) {
         for (int64_t i = 0; i < R; i++) y[i] = NAN;
         atomic_init(&sh.taken, 0);
         atomic_init(&sh.back, 0);
-        sh.nb = nb;
-        ds3_matmul_shared(&t.m, r0, r1, x, y, &sh, 1);
-        int bad = 0, rest = 0;
-        for (int64_t i = 0; i < r1 - r0; i++) {
-            if (i < 4 * h) bad += f_bits(y[i]) != f_bits(y0[i]);
-            else rest += y[i] == y[i];
-        }
-        CHECK(bad == 0 && rest == 0 && atomic_load(&sh.back) == nb,
-              "share %lld rows, helper alone: %d stream rows differ, %d rows past the streams written", (long long)(r1 - r0), bad, rest);
+        share_arg a = {&t.m, r0, r1, x, y, &sh};
+        pthread_t th;
+        if (pthread_create(&th, NULL, share_helper, &a) != 0) break;
         ds3_matmul_shared(&t.m, r0, r1, x, y, &sh, 0);
-        bad = 0;
-        for (int64_t i = 0; i < r1 - r0; i++) bad += f_bits(y[i]) != f_bits(y0[i]);
-        CHECK(bad == 0, "share %lld rows, owner after the helper: %d rows differ", (long long)(r1 - r0), bad);
-        /* owner and helper on two threads, a few times */
-        int bad2 = 0, helped = 0;
-        for (int rep = 0; rep < 20; rep++) {
-            for (int64_t i = 0; i < R; i++) y[i] = NAN;
-            atomic_init(&sh.taken, 0);
-            atomic_init(&sh.back, 0);
-            share_arg a = {&t.m, r0, r1, x, y, &sh};
-            pthread_t th;
-            if (pthread_create(&th, NULL, share_helper, &a) != 0) break;
-            ds3_matmul_shared(&t.m, r0, r1, x, y, &sh, 0);
-            pthread_join(th, NULL);
-            helped += atomic_load(&sh.back) > 0;
-            for (int64_t i = 0; i < r1 - r0; i++) bad2 += f_bits(y[i]) != f_bits(y0[i]);
-        }
-        CHECK(bad2 == 0, "share %lld rows, owner and helper together: %d outputs differ (helper took blocks in %d of 20)",
-              (long long)(r1 - r0), bad2, helped);
-        free(x);
-        free(y0);
-        free(y);
-        free_mat(&t);
+        pthread_join(th, NULL);
+        helped += atomic_load(&sh.back) > 0;
+        for (int64_t i = 0; i < r1 - r0; i++) bad2 += f_bits(y[i]) != f_bits(y0[i]);
     }
-    /* calls that cannot be shared run whole */
-    tmat t = make_mat(DS3_DT_F8E4M3, 256, 256, 0), b = make_mat(DS3_DT_BF16, 256, 256, 0);
-    CHECK(ds3_share_blocks(&t.m, 0, 63, 1) == 0 && ds3_share_blocks(&t.m, 0, 256, 2) == 0 &&
-              ds3_share_blocks(&b.m, 0, 256, 1) == 0,
-          "share: under 64 rows, two tokens or BF16 give no blocks");
-    ds3_fp8_bf16 = 0;
-    CHECK(ds3_share_blocks(&t.m, 0, 256, 1) == 0, "share: the f32 FP8 route gives no blocks");
-    ds3_fp8_bf16 = 1;
+    CHECK(bad2 == 0, "share %s%s %lld rows, owner and helper together: %d outputs differ (helper took blocks in %d of 20)",
+          ds3_dtype_name(dt), route, (long long)(r1 - r0), bad2, helped);
+    free(x);
+    free(y0);
+    free(y);
     free_mat(&t);
-    free_mat(&b);
+}
+
+static void test_share(void) {
+    static const ds3_dtype dts[] = {DS3_DT_F8E4M3, DS3_DT_BF16, DS3_DT_F16, DS3_DT_F32};
+    for (int route = ds3_fp8_bf16_ok() ? 0 : 1; route < 2; route++) { /* FP8: the bf16 route (where the CPU has it), then f32 */
+        ds3_fp8_bf16 = !route;
+        for (int d = 0; d < (route ? 1 : 4); d++) {
+            const char *rn = route ? " (f32 route)" : "";
+            share_case(dts[d], 64, 1024, 0, rn);
+            share_case(dts[d], 102, 300, 0, rn); /* two rows past the streams */
+            share_case(dts[d], 448, 448, 0, rn);
+            share_case(dts[d], 1027, 1024, 2, rn); /* rows 2..1026: scale blocks by absolute row, one row past */
+        }
+    }
+    ds3_fp8_bf16 = 1; /* the default */
+    /* calls that cannot be shared run whole */
+    tmat t = make_mat(DS3_DT_F8E4M3, 256, 256, 0);
+    CHECK(ds3_share_blocks(&t.m, 0, 63, 1) == 0 && ds3_share_blocks(&t.m, 0, 256, 2) == 0,
+          "share: under 64 rows or two tokens give no blocks");
+    ds3_kernels_set("ref");
+    CHECK(ds3_share_blocks(&t.m, 0, 256, 1) == 0, "share: the ref set gives no blocks");
+    ds3_kernels_set("avx512");
+    free_mat(&t);
 }
 
 int main(void) {
@@ -601,10 +614,11 @@ int main(void) {
         test_vecmat(ds3_kern);
         printf("# avx512 FP8 f32 route: %d matmul cases against ref\n", n_mm_checks);
         ds3_fp8_bf16 = 1;
-        test_share();
     } else {
-        printf("# skip the avx512 FP8 route comparison and shared calls: no AVX512_BF16/VBMI here\n");
+        printf("# skip the avx512 FP8 route comparison: no AVX512_BF16/VBMI here\n");
     }
+    if (ds3_kernels_set("avx512") == 0) test_share();
+    else printf("# skip shared calls: no AVX-512 here\n");
     /* the bandwidth probe runs and returns something sane on small arrays */
     double bw = ds3_membw_measure_ex(2, 0.0, (size_t)1 << 20);
     CHECK(bw > 0.01 && bw < 1e5, "ds3_membw_measure_ex: %g GB/s", bw);

@@ -12,6 +12,7 @@
  * 4-row x 6-token register-blocked micro-kernel over it. */
 #include "kernels.h"
 
+#include <assert.h>
 #include <immintrin.h>
 #include <float.h>
 #include <math.h>
@@ -263,6 +264,72 @@ AI void decode(const int dt, const int NT, const ds3_mat *w, int64_t r0, int64_t
         for (; r + 8 <= r1; r += 8) dec_rows(dt, 8, NT, PF_DIST, w, r, 1, x, ldx, y + (r - r0), ldy, pf);
     for (; r + 4 <= r1; r += 4) dec_rows(dt, 4, NT, PF_DIST, w, r, 1, x, ldx, y + (r - r0), ldy, pf);
     for (; r < r1; r++) dec_rows(dt, 1, NT, PF_DIST, w, r, 1, x, ldx, y + (r - r0), ldy, pf);
+}
+
+/* A shared one-token call (kernels.h, ds3_share): decode's four streams, their rows claimed in
+ * blocks by ds3_share_run, each block's rows run here; the owner then runs the rows past the
+ * streams as decode does. FP8 on the bf16 route goes to fp8_avx512.c. */
+typedef struct {
+    int dt;
+    const ds3_mat *w;
+    int64_t r0, h;
+    const float *x;
+    float *y;
+} share_arg;
+_Static_assert(DEC_STREAMS == DS3_SHARE_STREAMS, "shared calls use the decode layout");
+
+AI void share_rows_dt(const int dt, const share_arg *a, int64_t i0, int64_t i1, const char *pf_end, intptr_t pf_jump) {
+    const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2;
+    const pf_stream pfs = {pf_end, pf_jump, (intptr_t)((size_t)a->h * (size_t)a->w->cols * esz)};
+    for (int64_t i = i0; i < i1; i++) dec_rows(dt, DEC_STREAMS, 1, DEC_STREAM_PF, a->w, a->r0 + i, a->h, a->x, 0, a->y + i, 0, pfs);
+}
+static void share_rows(void *p, int64_t i0, int64_t i1, const char *pf_end, intptr_t pf_jump) {
+    const share_arg *a = p;
+    switch (a->dt) {
+    case DS3_DT_F32: share_rows_dt(DS3_DT_F32, a, i0, i1, pf_end, pf_jump); break;
+    case DS3_DT_BF16: share_rows_dt(DS3_DT_BF16, a, i0, i1, pf_end, pf_jump); break;
+    case DS3_DT_F16: share_rows_dt(DS3_DT_F16, a, i0, i1, pf_end, pf_jump); break;
+    default: share_rows_dt(DS3_DT_F8E4M3, a, i0, i1, pf_end, pf_jump); break;
+    }
+}
+
+static int fp8_route(const ds3_mat *w) { return w->dtype == DS3_DT_F8E4M3 && ds3_fp8_bf16 && ds3_fp8_bf16_ok(); }
+
+int ds3_share_blocks(const ds3_mat *w, int64_t r0, int64_t r1, int T) {
+    if (T != 1 || ds3_kern != &ds3_kernels_avx512 || r1 - r0 < 16 * DEC_STREAMS ||
+        (w->dtype != DS3_DT_F32 && w->dtype != DS3_DT_BF16 && w->dtype != DS3_DT_F16 && w->dtype != DS3_DT_F8E4M3))
+        return 0;
+    if (fp8_route(w) && !ds3_fp8_bf16_reserve(w->cols)) return 0; /* the owner's buffer, before any claim */
+    const int64_t h = (r1 - r0) / DEC_STREAMS;
+    return (int)((h + DS3_SHARE_ROWS - 1) / DS3_SHARE_ROWS);
+}
+
+void ds3_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, float *y, ds3_share *sh, int helper) {
+    if (fp8_route(w)) {
+        const int rc = ds3_fp8_bf16_matmul_shared(w, r0, r1, x, y, sh, helper);
+        assert(rc == 0 || helper); /* the owner's buffer came with ds3_share_blocks */
+        (void)rc;                  /* a helper out of memory leaves the blocks to the owner */
+        return;
+    }
+    const int dt = w->dtype;
+    const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2, rowb = (size_t)w->cols * esz;
+    const char *base = (const char *)w->data + (size_t)r0 * rowb;
+    const int64_t h = (r1 - r0) / DEC_STREAMS;
+    const size_t total = (size_t)(r1 - r0) * rowb;
+    const char *next = ds3_pf_next ? (const char *)ds3_pf_next : base + total;
+    share_arg a = {dt, w, r0, h, x, y};
+    ds3_share_run(sh, helper, base, h, rowb, next, share_rows, &a);
+    if (helper) return;
+    /* the rows past the streams (fewer than four), as decode runs them */
+    const pf_stream pf = {base + total, next - (base + total), 0};
+    for (int64_t r = r0 + DEC_STREAMS * h; r < r1; r++) {
+        switch (dt) {
+        case DS3_DT_F32: dec_rows(DS3_DT_F32, 1, 1, PF_DIST, w, r, 1, x, 0, y + (r - r0), 0, pf); break;
+        case DS3_DT_BF16: dec_rows(DS3_DT_BF16, 1, 1, PF_DIST, w, r, 1, x, 0, y + (r - r0), 0, pf); break;
+        case DS3_DT_F16: dec_rows(DS3_DT_F16, 1, 1, PF_DIST, w, r, 1, x, 0, y + (r - r0), 0, pf); break;
+        default: dec_rows(DS3_DT_F8E4M3, 1, 1, PF_DIST, w, r, 1, x, 0, y + (r - r0), 0, pf); break;
+        }
+    }
 }
 
 /* ---- dequantization of a column span of one row (also the public dequant_row) -------------- */

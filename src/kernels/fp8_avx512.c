@@ -26,7 +26,6 @@
  * (ds3_kern_scratch: grown on demand, freed when the thread exits). */
 #include "kernels.h"
 
-#include <assert.h>
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -222,44 +221,21 @@ AI void decode1(const ds3_mat *w, int64_t r0, int64_t r1, const uint16_t *xs, fl
     for (; r < r1; r++) dec_rows(1, PF_DIST, w, r, 1, xs, y + (r - r0), pf, tb);
 }
 
-/* A shared one-token call (kernels.h, ds3_share): decode1's four streams, their rows in blocks
- * of DS3_SHARE_ROWS claimed one at a time. The owner's blocks run front to back and its
- * prefetch runs on as in decode1; a helper's run back to front, so past a block's end its
- * prefetch goes to the same place in the block before. */
-AI void decode1_shared(const ds3_mat *w, int64_t r0, int64_t r1, const uint16_t *xs, float *y, const tabs *tb,
-                       ds3_share *sh, int helper) {
-    const size_t rowb = (size_t)w->cols;
-    const char *base = (const char *)w->data + (size_t)r0 * rowb;
-    const int64_t h = (r1 - r0) / DEC_STREAMS;
-    const size_t sb = (size_t)h * rowb;
-    const int nb = sh->nb;
-    if (!helper) {
-        const size_t total = (size_t)(r1 - r0) * rowb;
-        const char *next = ds3_pf_next ? (const char *)ds3_pf_next : base + total;
-        const pf_stream pfs = {base + sb, next - (base + sb), (intptr_t)sb};
-        for (int q = 0; q < DEC_STREAMS; q++)
-            for (size_t off = 0; off < sb && off < DEC_STREAM_PF; off += 64) _mm_prefetch(base + q * sb + off, _MM_HINT_T0);
-        for (int k = 0; atomic_fetch_add_explicit(&sh->taken, 1, memory_order_relaxed) < nb; k++) {
-            const int64_t i1 = (int64_t)(k + 1) * DS3_SHARE_ROWS < h ? (int64_t)(k + 1) * DS3_SHARE_ROWS : h;
-            for (int64_t i = (int64_t)k * DS3_SHARE_ROWS; i < i1; i++)
-                dec_rows(DEC_STREAMS, DEC_STREAM_PF, w, r0 + i, h, xs, y + i, pfs, tb);
-        }
-        const pf_stream pf = {base + total, next - (base + total), 0};
-        int64_t r = r0 + DEC_STREAMS * h;
-        for (; r + 4 <= r1; r += 4) dec_rows(4, PF_DIST, w, r, 1, xs, y + (r - r0), pf, tb);
-        for (; r < r1; r++) dec_rows(1, PF_DIST, w, r, 1, xs, y + (r - r0), pf, tb);
-        return;
-    }
-    while (atomic_fetch_add_explicit(&sh->taken, 1, memory_order_relaxed) < nb) {
-        const int k = nb - 1 - atomic_fetch_add_explicit(&sh->back, 1, memory_order_relaxed);
-        const int64_t i0 = (int64_t)k * DS3_SHARE_ROWS, i1 = i0 + DS3_SHARE_ROWS < h ? i0 + DS3_SHARE_ROWS : h;
-        const char *b0 = base + (size_t)i0 * rowb;
-        const pf_stream pfs = {base + (size_t)i1 * rowb, -(intptr_t)((size_t)(i1 - i0 + DS3_SHARE_ROWS) * rowb), (intptr_t)sb};
-        for (int q = 0; q < DEC_STREAMS; q++)
-            for (size_t off = 0; off < (size_t)(i1 - i0) * rowb && off < DEC_STREAM_PF; off += 64)
-                _mm_prefetch(b0 + q * sb + off, _MM_HINT_T0);
-        for (int64_t i = i0; i < i1; i++) dec_rows(DEC_STREAMS, DEC_STREAM_PF, w, r0 + i, h, xs, y + i, pfs, tb);
-    }
+/* A shared one-token call (kernels.h, ds3_share): decode1's four streams, their rows claimed in
+ * blocks by ds3_share_run, each block's rows run here. */
+typedef struct {
+    const ds3_mat *w;
+    int64_t r0, h;
+    const uint16_t *xs;
+    float *y;
+    const tabs *tb;
+} share_arg;
+_Static_assert(DEC_STREAMS == DS3_SHARE_STREAMS, "shared calls use the decode layout");
+
+BF16T static void share_rows(void *p, int64_t i0, int64_t i1, const char *pf_end, intptr_t pf_jump) {
+    const share_arg *a = p;
+    const pf_stream pfs = {pf_end, pf_jump, (intptr_t)((size_t)a->h * (size_t)a->w->cols)};
+    for (int64_t i = i0; i < i1; i++) dec_rows(DEC_STREAMS, DEC_STREAM_PF, a->w, a->r0 + i, a->h, a->xs, a->y + i, pfs, a->tb);
 }
 
 /* Two to four tokens (speculative verification). Streaming whole rows past every token re-read
@@ -463,25 +439,33 @@ BF16T int ds3_fp8_bf16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const fl
     return 0;
 }
 
-/* The owner calls this first, on its own thread: it also makes sure the thread's activation
- * buffer exists, so the owner's ds3_matmul_shared cannot run out of memory after claims began. */
-int ds3_share_blocks(const ds3_mat *w, int64_t r0, int64_t r1, int T) {
-    if (T != 1 || w->dtype != DS3_DT_F8E4M3 || ds3_kern != &ds3_kernels_avx512 || !ds3_fp8_bf16 || !ds3_fp8_bf16_ok() ||
-        r1 - r0 < 16 * DEC_STREAMS || !xs_get((size_t)((w->cols + 63) / 64) * XS_CHUNK))
-        return 0;
-    const int64_t h = (r1 - r0) / DEC_STREAMS;
-    return (int)((h + DS3_SHARE_ROWS - 1) / DS3_SHARE_ROWS);
-}
-
-BF16T void ds3_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, float *y, ds3_share *sh,
-                             int helper) {
+/* avx512.c's ds3_matmul_shared for FP8 on this route; -1 when the thread's activation buffer
+ * cannot be had (avx512.c's ds3_share_blocks asks for it on the owner's thread first, so then
+ * only a helper, which leaves the blocks to the owner). */
+BF16T int ds3_fp8_bf16_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, float *y, ds3_share *sh,
+                                     int helper) {
     uint16_t *xs = xs_get((size_t)((w->cols + 63) / 64) * XS_CHUNK);
-    assert(xs || helper); /* the owner's buffer came with ds3_share_blocks */
-    if (!xs) return;      /* a helper out of memory leaves the blocks to the owner */
+    if (!xs) return -1;
     const tabs tb = tabs_load();
     xs_split(x, w->cols, xs);
-    decode1_shared(w, r0, r1, xs, y, &tb, sh, helper);
+    const size_t rowb = (size_t)w->cols;
+    const char *base = (const char *)w->data + (size_t)r0 * rowb;
+    const int64_t h = (r1 - r0) / DEC_STREAMS;
+    const size_t total = (size_t)(r1 - r0) * rowb;
+    const char *next = ds3_pf_next ? (const char *)ds3_pf_next : base + total;
+    share_arg a = {w, r0, h, xs, y, &tb};
+    ds3_share_run(sh, helper, base, h, rowb, next, share_rows, &a);
+    if (!helper) { /* the rows past the streams, as decode1 */
+        const pf_stream pf = {base + total, next - (base + total), 0};
+        int64_t r = r0 + DEC_STREAMS * h;
+        for (; r + 4 <= r1; r += 4) dec_rows(4, PF_DIST, w, r, 1, xs, y + (r - r0), pf, &tb);
+        for (; r < r1; r++) dec_rows(1, PF_DIST, w, r, 1, xs, y + (r - r0), pf, &tb);
+    }
+    return 0;
 }
+
+/* The split-activation buffer of the calling thread exists (or could not be had: 0). */
+int ds3_fp8_bf16_reserve(int64_t cols) { return xs_get((size_t)((cols + 63) / 64) * XS_CHUNK) != NULL; }
 
 /* ---- vecmat: y_j = x_j W[r0:r1, c0:c1] (the absorbed attention's W_UK^T q) -------------------
  * Each output column is one lane: rows go in pairs (r, r + 1) from the start of each 128-row

@@ -150,6 +150,31 @@ static const ds3_kernels *ds3_qkern_for(const ds3_kernels *k) {
     return &ds3_qkernels_ref;
 }
 
+void ds3_share_run(ds3_share *sh, int helper, const char *base, int64_t h, size_t rowb, const char *next,
+                   ds3_share_rows_fn rows, void *arg) {
+    enum { BURST = 2048 }; /* the decode kernels' per-stream prefetch distance */
+    const size_t sb = (size_t)h * rowb;
+    const int nb = sh->nb;
+    if (!helper) {
+        for (int q = 0; q < DS3_SHARE_STREAMS; q++)
+            for (size_t off = 0; off < sb && off < BURST; off += 64) __builtin_prefetch(base + q * sb + off, 0, 3);
+        for (int64_t k = 0; atomic_fetch_add_explicit(&sh->taken, 1, memory_order_relaxed) < nb; k++) {
+            const int64_t i0 = k * DS3_SHARE_ROWS, i1 = i0 + DS3_SHARE_ROWS < h ? i0 + DS3_SHARE_ROWS : h;
+            rows(arg, i0, i1, base + sb, next - (base + sb));
+        }
+        return;
+    }
+    while (atomic_fetch_add_explicit(&sh->taken, 1, memory_order_relaxed) < nb) {
+        const int64_t k = nb - 1 - atomic_fetch_add_explicit(&sh->back, 1, memory_order_relaxed);
+        const int64_t i0 = k * DS3_SHARE_ROWS, i1 = i0 + DS3_SHARE_ROWS < h ? i0 + DS3_SHARE_ROWS : h;
+        const char *b0 = base + (size_t)i0 * rowb;
+        for (int q = 0; q < DS3_SHARE_STREAMS; q++)
+            for (size_t off = 0; off < (size_t)(i1 - i0) * rowb && off < BURST; off += 64)
+                __builtin_prefetch(b0 + q * sb + off, 0, 3);
+        rows(arg, i0, i1, base + (size_t)i1 * rowb, -(intptr_t)((size_t)(i1 - i0 + DS3_SHARE_ROWS) * rowb));
+    }
+}
+
 #if !defined(__x86_64__) || defined(DS3_NO_SIMD)
 /* Builds without the SIMD files (other ISAs, NO_SIMD=1): nothing regrouped, FP8 on the f32 path. */
 int ds3_x16_wanted(void) { return 0; }

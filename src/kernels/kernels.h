@@ -100,23 +100,36 @@ int ds3_fp8_bf16_vecmat(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, in
                         int nj, float *y, size_t ldy);
 
 /* One one-token decode call shared by several threads (linear.c: a thread with no work left
- * helps the others finish their last pieces). The call's rows go as four streams of h rows (the
- * decode layout); stream row i belongs to block i / DS3_SHARE_ROWS of nb. The owner takes blocks
- * from the front, helpers from the back, each block once: a block is claimed by raising `taken`
- * (no claims once it reaches nb), a helper's block is then nb - 1 - (back++). Every row is
- * computed as an unshared call computes it, so sharing changes no bits. */
+ * helps the others finish their last pieces). The call's rows go as DS3_SHARE_STREAMS streams of
+ * h rows (the decode layout); stream row i belongs to block i / DS3_SHARE_ROWS of nb. The owner
+ * takes blocks from the front, helpers from the back, each block once: a block is claimed by
+ * raising `taken` (no claims once it reaches nb), a helper's block is then nb - 1 - (back++).
+ * Every row is computed as an unshared call computes it, so sharing changes no bits. */
 #define DS3_SHARE_ROWS 16
+#define DS3_SHARE_STREAMS 4
 typedef struct ds3_share {
     _Atomic int taken; /* blocks claimed, front and back together */
     _Atomic int back;  /* blocks claimed from the back */
     int nb;            /* blocks of the call (ds3_share_blocks) */
 } ds3_share;
 /* Blocks of rows [r0, r1) of w for T tokens when the call can be shared here, else 0 (it runs
- * whole, unshared; so far only FP8 through the bf16 route, one token, 64 rows or more). */
+ * whole, unshared): the AVX-512 set, one token, 64 rows or more, F32/BF16/F16/FP8. */
 int ds3_share_blocks(const ds3_mat *w, int64_t r0, int64_t r1, int T);
 /* Run the blocks of a shared call this thread can claim: as the owner (front; it also runs the
- * rows past the four streams) or as a helper (back). sh->nb from ds3_share_blocks, > 0. */
+ * rows past the streams) or as a helper (back). sh->nb from ds3_share_blocks, > 0; the owner
+ * calls ds3_share_blocks on its own thread first. */
 void ds3_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, float *y, ds3_share *sh, int helper);
+/* For the kernel sets: the claim loop of a shared call (kernels.c). Calls rows(arg, i0, i1,
+ * pf_end, pf_jump) for each block this thread claims (stream rows [i0, i1)); the kernel's
+ * prefetch, at or past pf_end + q * h * rowb in stream q, moves by pf_jump: the owner's go on at
+ * `next` past the call, a helper's (blocks back to front) to the block before. Each run starts
+ * with a burst of prefetches at its streams' first bytes. */
+typedef void (*ds3_share_rows_fn)(void *arg, int64_t i0, int64_t i1, const char *pf_end, intptr_t pf_jump);
+void ds3_share_run(ds3_share *sh, int helper, const char *base, int64_t h, size_t rowb, const char *next,
+                   ds3_share_rows_fn rows, void *arg);
+int ds3_fp8_bf16_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, float *y, ds3_share *sh,
+                               int helper);
+int ds3_fp8_bf16_reserve(int64_t cols);
 
 /* The kernel set in use. ds3_kernels_init() is idempotent and thread-safe; every entry point
  * that computes calls it. */

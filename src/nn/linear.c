@@ -4,9 +4,11 @@
  * Each output element is computed by one kernel call in a fixed order, so results do not
  * depend on the chunking, on which thread claims a chunk, or on the thread count.
  * The end of a one-token pass: a thread left without pieces helps with the others' last ones,
- * taking row blocks from the back of their calls (ds3_share in kernels.h; FP8 so far). Per-token
- * interleaved A/B on the 1.2B FP8 model: decode +1.6 to +3.2% (four runs; blocks of 8 rows
- * +1.7-1.9%, 32 rows +0.7-1.1%), the same bits. Buffers: ctx->shares, ctx->busy (session). */
+ * taking row blocks from the back of their calls (ds3_share in kernels.h: the AVX-512 set's
+ * F32/BF16/F16/FP8 decode). Per-token interleaved A/B on the 1.2B models: FP8 decode +1.6 to
+ * +3.2% (four runs with FP8 alone; blocks of 8 rows +1.7-1.9%, 32 rows +0.7-1.1%), then +0.6 and
+ * +3.2% with its BF16 head shared too; BF16 +0.9 and +2.3%. The same bits. Buffers: ctx->shares,
+ * ctx->busy (session). */
 #include "nn/nn.h"
 #include "kernels/quant.h"
 
