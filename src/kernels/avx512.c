@@ -293,6 +293,8 @@ static void share_rows(void *p, int64_t i0, int64_t i1, const char *pf_end, intp
     }
 }
 
+static void avx512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
+                          size_t ldy);
 static int fp8_route(const ds3_mat *w) { return w->dtype == DS3_DT_F8E4M3 && ds3_fp8_bf16 && ds3_fp8_bf16_ok(); }
 
 int ds3_share_blocks(const ds3_mat *w, int64_t r0, int64_t r1, int T) {
@@ -319,17 +321,9 @@ void ds3_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x,
     const char *next = ds3_pf_next ? (const char *)ds3_pf_next : base + total;
     share_arg a = {dt, w, r0, h, x, y};
     ds3_share_run(sh, helper, base, h, rowb, next, share_rows, &a);
-    if (helper) return;
-    /* the rows past the streams (fewer than four), as decode runs them */
-    const pf_stream pf = {base + total, next - (base + total), 0};
-    for (int64_t r = r0 + DEC_STREAMS * h; r < r1; r++) {
-        switch (dt) {
-        case DS3_DT_F32: dec_rows(DS3_DT_F32, 1, 1, PF_DIST, w, r, 1, x, 0, y + (r - r0), 0, pf); break;
-        case DS3_DT_BF16: dec_rows(DS3_DT_BF16, 1, 1, PF_DIST, w, r, 1, x, 0, y + (r - r0), 0, pf); break;
-        case DS3_DT_F16: dec_rows(DS3_DT_F16, 1, 1, PF_DIST, w, r, 1, x, 0, y + (r - r0), 0, pf); break;
-        default: dec_rows(DS3_DT_F8E4M3, 1, 1, PF_DIST, w, r, 1, x, 0, y + (r - r0), 0, pf); break;
-        }
-    }
+    /* the owner's last rows past the streams (fewer than four): any row split gives the same bits */
+    if (!helper && r0 + DEC_STREAMS * h < r1)
+        avx512_matmul(w, r0 + DEC_STREAMS * h, r1, x, (size_t)w->cols, 1, y + DEC_STREAMS * h, (size_t)(r1 - r0));
 }
 
 /* ---- dequantization of a column span of one row (also the public dequant_row) -------------- */

@@ -455,12 +455,7 @@ BF16T int ds3_fp8_bf16_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, c
     const char *next = ds3_pf_next ? (const char *)ds3_pf_next : base + total;
     share_arg a = {w, r0, h, xs, y, &tb};
     ds3_share_run(sh, helper, base, h, rowb, next, share_rows, &a);
-    if (!helper) { /* the rows past the streams, as decode1 */
-        const pf_stream pf = {base + total, next - (base + total), 0};
-        int64_t r = r0 + DEC_STREAMS * h;
-        for (; r + 4 <= r1; r += 4) dec_rows(4, PF_DIST, w, r, 1, xs, y + (r - r0), pf, &tb);
-        for (; r < r1; r++) dec_rows(1, PF_DIST, w, r, 1, xs, y + (r - r0), pf, &tb);
-    }
+    if (!helper) decode1(w, r0 + DEC_STREAMS * h, r1, xs, y + DEC_STREAMS * h, &tb); /* the rows past the streams */
     return 0;
 }
 
