@@ -228,6 +228,10 @@ AI void dec_rows(const int dt, const int R, const int NT, const int PFD, const d
  * +6-16% (`ds3 bench --spec`, BF16 bench model with an agreeing MTP). */
 #define DEC_STREAMS 4
 #define DEC_STREAM_PF 2048
+_Static_assert(DEC_STREAMS == DS3_SHARE_STREAMS && DEC_STREAM_PF == DS3_SHARE_PF, "shared calls use the decode layout");
+
+/* FP8 goes through fp8_avx512.c (bf16 dot products) when the CPU has it and DS3_FP8_DOT allows */
+static int fp8_bf16_on(void) { return ds3_fp8_bf16 && ds3_fp8_bf16_ok(); }
 #ifndef DEC_STREAMS_MAXT
 #define DEC_STREAMS_MAXT 3
 #endif
@@ -276,8 +280,6 @@ typedef struct {
     const float *x;
     float *y;
 } share_arg;
-_Static_assert(DEC_STREAMS == DS3_SHARE_STREAMS, "shared calls use the decode layout");
-
 AI void share_rows_dt(const int dt, const share_arg *a, int64_t i0, int64_t i1, const char *pf_end, intptr_t pf_jump) {
     const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2;
     const pf_stream pfs = {pf_end, pf_jump, (intptr_t)((size_t)a->h * (size_t)a->w->cols * esz)};
@@ -295,7 +297,7 @@ static void share_rows(void *p, int64_t i0, int64_t i1, const char *pf_end, intp
 
 static void avx512_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
                           size_t ldy);
-static int fp8_route(const ds3_mat *w) { return w->dtype == DS3_DT_F8E4M3 && ds3_fp8_bf16 && ds3_fp8_bf16_ok(); }
+static int fp8_route(const ds3_mat *w) { return w->dtype == DS3_DT_F8E4M3 && fp8_bf16_on(); }
 
 int ds3_share_blocks(const ds3_mat *w, int64_t r0, int64_t r1, int T) {
     if (T != 1 || ds3_kern != &ds3_kernels_avx512 || r1 - r0 < 16 * DEC_STREAMS ||
@@ -573,7 +575,7 @@ static void matmul_f16(const ds3_mat *w, int64_t r0, int64_t r1, const float *x,
 }
 static void matmul_fp8(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
                        size_t ldy) {
-    if (ds3_fp8_bf16 && ds3_fp8_bf16_ok() && ds3_fp8_bf16_matmul(w, r0, r1, x, ldx, T, y, ldy) == 0) return;
+    if (fp8_bf16_on() && ds3_fp8_bf16_matmul(w, r0, r1, x, ldx, T, y, ldy) == 0) return;
     matmul_dt(DS3_DT_F8E4M3, w, r0, r1, x, ldx, T, y, ldy);
 }
 
@@ -683,7 +685,7 @@ static void avx512_vecmat(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, 
     case DS3_DT_BF16: vecmat_dt(DS3_DT_BF16, w, r0, r1, c0, c1, x, ldx, nj, y, ldy); break;
     case DS3_DT_F16: vecmat_dt(DS3_DT_F16, w, r0, r1, c0, c1, x, ldx, nj, y, ldy); break;
     case DS3_DT_F8E4M3:
-        if (ds3_fp8_bf16 && ds3_fp8_bf16_ok() && r1 > r0 &&
+        if (fp8_bf16_on() && r1 > r0 &&
             ds3_fp8_bf16_vecmat(w, r0, r1, c0, c1, x, ldx, nj, y, ldy) == 0)
             break;
         if (c0 % 16 == 0) vecmat_dt(DS3_DT_F8E4M3, w, r0, r1, c0, c1, x, ldx, nj, y, ldy);

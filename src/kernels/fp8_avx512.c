@@ -83,6 +83,8 @@ static uint16_t *xs_get(size_t n) {
     pthread_once(&tab_once, tab_init);
     return ds3_kern_scratch(DS3_SCRATCH_FP8X, n * sizeof(uint16_t));
 }
+/* uint16 of one token's split activations over K columns */
+static size_t xs_token(int64_t K) { return (size_t)((K + 63) / 64) * XS_CHUNK; }
 
 /* The n (<= 16 used; none when n <= 0) values at x as bf16 hi = bf16(x) and lo = bf16(x - hi). */
 AI void split16(const float *x, int64_t n, __m256i *h, __m256i *l) {
@@ -230,7 +232,7 @@ typedef struct {
     float *y;
     const tabs *tb;
 } share_arg;
-_Static_assert(DEC_STREAMS == DS3_SHARE_STREAMS, "shared calls use the decode layout");
+_Static_assert(DEC_STREAMS == DS3_SHARE_STREAMS && DEC_STREAM_PF == DS3_SHARE_PF, "shared calls use the decode layout");
 
 BF16T static void share_rows(void *p, int64_t i0, int64_t i1, const char *pf_end, intptr_t pf_jump) {
     const share_arg *a = p;
@@ -415,8 +417,8 @@ int ds3_fp8_bf16_ok(void) {
  * then takes its own path). */
 BF16T int ds3_fp8_bf16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, size_t ldx, int T, float *y,
                               size_t ldy) {
-    const int64_t K = w->cols, nch = (K + 63) / 64;
-    const size_t xst = (size_t)nch * XS_CHUNK;
+    const int64_t K = w->cols;
+    const size_t xst = xs_token(K);
     const int tg = T <= DEC8_MAXT ? T : TG; /* tokens split at a time */
     uint16_t *xs = xs_get((size_t)tg * xst);
     if (!xs) return -1;
@@ -444,7 +446,7 @@ BF16T int ds3_fp8_bf16_matmul(const ds3_mat *w, int64_t r0, int64_t r1, const fl
  * only a helper, which leaves the blocks to the owner). */
 BF16T int ds3_fp8_bf16_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, float *y, ds3_share *sh,
                                      int helper) {
-    uint16_t *xs = xs_get((size_t)((w->cols + 63) / 64) * XS_CHUNK);
+    uint16_t *xs = xs_get(xs_token(w->cols));
     if (!xs) return -1;
     const tabs tb = tabs_load();
     xs_split(x, w->cols, xs);
@@ -460,7 +462,7 @@ BF16T int ds3_fp8_bf16_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, c
 }
 
 /* The split-activation buffer of the calling thread exists (or could not be had: 0). */
-int ds3_fp8_bf16_reserve(int64_t cols) { return xs_get((size_t)((cols + 63) / 64) * XS_CHUNK) != NULL; }
+int ds3_fp8_bf16_reserve(int64_t cols) { return xs_get(xs_token(cols)) != NULL; }
 
 /* ---- vecmat: y_j = x_j W[r0:r1, c0:c1] (the absorbed attention's W_UK^T q) -------------------
  * Each output column is one lane: rows go in pairs (r, r + 1) from the start of each 128-row

@@ -152,12 +152,11 @@ static const ds3_kernels *ds3_qkern_for(const ds3_kernels *k) {
 
 void ds3_share_run(ds3_share *sh, int helper, const char *base, int64_t h, size_t rowb, const char *next,
                    ds3_share_rows_fn rows, void *arg) {
-    enum { BURST = 2048 }; /* the decode kernels' per-stream prefetch distance */
     const size_t sb = (size_t)h * rowb;
     const int nb = sh->nb;
     if (!helper) {
         for (int q = 0; q < DS3_SHARE_STREAMS; q++)
-            for (size_t off = 0; off < sb && off < BURST; off += 64) __builtin_prefetch(base + q * sb + off, 0, 3);
+            for (size_t off = 0; off < sb && off < DS3_SHARE_PF; off += 64) __builtin_prefetch(base + q * sb + off, 0, 3);
         for (int64_t k = 0; atomic_fetch_add_explicit(&sh->taken, 1, memory_order_relaxed) < nb; k++) {
             const int64_t i0 = k * DS3_SHARE_ROWS, i1 = i0 + DS3_SHARE_ROWS < h ? i0 + DS3_SHARE_ROWS : h;
             rows(arg, i0, i1, base + sb, next - (base + sb));
@@ -169,7 +168,7 @@ void ds3_share_run(ds3_share *sh, int helper, const char *base, int64_t h, size_
         const int64_t i0 = k * DS3_SHARE_ROWS, i1 = i0 + DS3_SHARE_ROWS < h ? i0 + DS3_SHARE_ROWS : h;
         const char *b0 = base + (size_t)i0 * rowb;
         for (int q = 0; q < DS3_SHARE_STREAMS; q++)
-            for (size_t off = 0; off < (size_t)(i1 - i0) * rowb && off < BURST; off += 64)
+            for (size_t off = 0; off < (size_t)(i1 - i0) * rowb && off < DS3_SHARE_PF; off += 64)
                 __builtin_prefetch(b0 + q * sb + off, 0, 3);
         rows(arg, i0, i1, base + (size_t)i1 * rowb, -(intptr_t)((size_t)(i1 - i0 + DS3_SHARE_ROWS) * rowb));
     }

@@ -107,6 +107,7 @@ int ds3_fp8_bf16_vecmat(const ds3_mat *w, int64_t r0, int64_t r1, int64_t c0, in
  * Every row is computed as an unshared call computes it, so sharing changes no bits. */
 #define DS3_SHARE_ROWS 16
 #define DS3_SHARE_STREAMS 4
+#define DS3_SHARE_PF 2048 /* bytes of each stream prefetched when a run of blocks starts */
 typedef struct ds3_share {
     _Atomic int taken; /* blocks claimed, front and back together */
     _Atomic int back;  /* blocks claimed from the back */

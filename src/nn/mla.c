@@ -59,9 +59,8 @@ size_t ds3_mla_lat_floats(const ds3_config *c, int T) {
     return (size_t)tb * c->n_heads * c->kv_lora_rank;
 }
 
-/* Softmax of the n_keys scores a query may see, in place: row = softmax(scale row); both
- * attention forms share it. */
-/* softmax(scale * row) over n_keys scores: the set's kernel (ref.c's when it has none) */
+/* Softmax of the n_keys scores a query may see, in place: row = softmax(scale row), by the set's
+ * kernel (ref.c's when it has none); both attention forms share it. */
 static void softmax_row(float *row, int n_keys, float scale) {
     (ds3_kern->softmax ? ds3_kern->softmax : ds3_kernels_ref.softmax)(row, n_keys, scale);
 }
