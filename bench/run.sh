@@ -12,7 +12,7 @@ B=${DS3_BUILD:-build}
 OUT=bench/out
 T=${THREADS:-2}
 mkdir -p "$OUT"
-NP=512; NG=128; REPS=2
+NP=512; NG=128; REPS=5 # best of 5 (llama-bench runs 5 repetitions by default)
 [ -n "$QUICK" ] && { NP=128; NG=32; REPS=1; }
 echo "== inference core: DeepSeek-V3-shaped 1.2B/0.2B, $T threads, weights in RAM =="
 for dt in bf16 fp8; do

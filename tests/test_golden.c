@@ -73,10 +73,13 @@ static void run_set(const char *dir, const char *kern, int nth) {
     ds3_session_params sp = ds3_session_default_params();
     sp.n_threads = nth;
     /* 1 thread: every batch attends in the absorbed form; 2 threads: batches of 2 or more in the
-     * naive form (mla.c), so the decode check compares naive prefill with absorbed steps */
+     * naive form (mla.c), so the decode check compares naive prefill with absorbed steps, and
+     * key blocks of 5, so that the decode steps split their keys between the threads */
     setenv("DS3_MLA_NAIVE_MIN_T", nth == 2 ? "2" : "1000000", 1);
+    if (nth == 2) setenv("DS3_MLA_KBLOCK", "5", 1);
     ds3_session *s = ds3_session_new(m, &sp, err, sizeof err);
     unsetenv("DS3_MLA_NAIVE_MIN_T");
+    unsetenv("DS3_MLA_KBLOCK");
     CHECK(s != NULL, "%s session: %s", tag, err);
     if (!s) { ds3_model_free(m); return; }
     const int V = ds3_model_vocab_size(m), has_mtp = ds3_model_has_mtp(m);

@@ -446,21 +446,30 @@ static void test_silu(const ds3_kernels *k) {
  * (tails), scores spread wide enough that some probabilities underflow. */
 static void test_softmax(const ds3_kernels *k) {
     if (!k->softmax) return;
-    static float a[600], b[600];
+    static float a[600], b[600], c[600];
     int bad = 0;
     for (int n = 1; n <= 513; n = n < 70 ? n + 1 : 513) {
         for (int rep = 0; rep < 3; rep++) {
             const float spread = rep == 0 ? 1.0f : rep == 1 ? 30.0f : 300.0f;
             for (int i = 0; i < n; i++) a[i] = b[i] = frand() * spread;
             for (int i = n; i < n + 16; i++) b[i] = SENT;
-            ds3_kernels_ref.softmax(a, n, 0.125f);
-            k->softmax(b, n, 0.125f);
-            for (int i = 0; i < n; i++) bad += !(fabsf(a[i] - b[i]) <= 2e-6f * fabsf(a[i]) + 1e-30f);
+            float ma[2] = {NAN, NAN}, mb[2] = {NAN, NAN}, mx = -INFINITY;
+            for (int i = 0; i < n; i++) {
+                c[i] = a[i];
+                mx = fmaxf(mx, a[i] * 0.125f);
+            }
+            ds3_kernels_ref.softmax(a, n, 0.125f, ma);
+            k->softmax(b, n, 0.125f, mb);
+            k->softmax(c, n, 0.125f, NULL); /* the same probabilities without ms */
+            for (int i = 0; i < n; i++) bad += !(fabsf(a[i] - b[i]) <= 2e-6f * fabsf(a[i]) + 1e-30f) || b[i] != c[i];
             for (int i = n; i < n + 16; i++) bad += b[i] != SENT;
+            /* ms: the maximum exactly; the sum (>= 1, the maximum's own term) within 2e-6 of ref's */
+            bad += ma[0] != mx || mb[0] != mx;
+            bad += mb[0] != ma[0] || !(fabsf(mb[1] - ma[1]) <= 2e-6f * ma[1]) || !(ma[1] >= 1.0f);
         }
         if (n == 513) break;
     }
-    CHECK(bad == 0, "%s softmax: %d probabilities off ref (2e-6 relative) or writes past n", k->name, bad);
+    CHECK(bad == 0, "%s softmax: %d probabilities off ref (2e-6 relative), writes past n, or (max, sum) off", k->name, bad);
 }
 
 static void test_vecmat(const ds3_kernels *k) {

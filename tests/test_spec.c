@@ -66,9 +66,16 @@ static ds3_session *session(ds3_model *m, int n_threads, int n_batch) {
 }
 
 /* 1. batched eval == token-by-token eval, bitwise (main logits and hiddens). */
-static void test_batch_invariance(ds3_model *m, const char *tag) {
+/* nth threads; kblock > 0: keys per softmax block (DS3_MLA_KBLOCK), so that with 2 threads a
+ * one-token eval splits its keys between the threads (mla.c's keys_worker) while the batches
+ * split heads: the bits must still agree. */
+static void test_batch_invariance(ds3_model *m, const char *tag, int nth, int kblock) {
     const int V = ds3_model_vocab_size(m), n = 12;
-    ds3_session *a = session(m, 1, 64), *b = session(m, 1, 64);
+    char kbs[16];
+    snprintf(kbs, sizeof kbs, "%d", kblock);
+    if (kblock > 0) setenv("DS3_MLA_KBLOCK", kbs, 1);
+    ds3_session *a = session(m, nth, 64), *b = session(m, nth, 64), *c1 = session(m, nth, 64);
+    unsetenv("DS3_MLA_KBLOCK");
     int32_t t[12];
     for (int i = 0; i < n; i++) t[i] = (int32_t)(rnd() % (uint32_t)V);
     float *la = malloc((size_t)n * V * sizeof *la), *lb = malloc((size_t)n * V * sizeof *lb);
@@ -79,12 +86,19 @@ static void test_batch_invariance(ds3_model *m, const char *tag) {
     ds3_session_eval(b, t + 4, 1, lb, err, sizeof err);
     ds3_session_eval(b, t + 5, 2, lb + (size_t)V, err, sizeof err);
     ds3_session_eval(b, t + 7, 5, lb + (size_t)3 * V, err, sizeof err);
-    CHECK(memcmp(la, lb, (size_t)8 * V * sizeof *la) == 0, "%s: logits of one 8-token eval differ from 1+2+5 evals (max %g)",
-          tag, th_maxdiff(la, lb, (size_t)8 * V));
+    CHECK(memcmp(la, lb, (size_t)8 * V * sizeof *la) == 0,
+          "%s t%d kblock %d: logits of one 8-token eval differ from 1+2+5 evals (max %g)", tag, nth, kblock,
+          th_maxdiff(la, lb, (size_t)8 * V));
+    ds3_session_eval(c1, t, 4, NULL, err, sizeof err); /* same prompt, then 8 single tokens */
+    for (int i = 4; i < n; i++) ds3_session_eval(c1, t + i, 1, lb + (size_t)(i - 4) * V, err, sizeof err);
+    CHECK(memcmp(la, lb, (size_t)8 * V * sizeof *la) == 0,
+          "%s t%d kblock %d: logits of one 8-token eval differ from 8 one-token evals (max %g)", tag, nth, kblock,
+          th_maxdiff(la, lb, (size_t)8 * V));
     free(la);
     free(lb);
     ds3_session_free(a);
     ds3_session_free(b);
+    ds3_session_free(c1);
 }
 
 static int quiet_errors; /* expected failures (context full) */
@@ -512,7 +526,8 @@ int main(void) {
         if (!m) continue;
         if (ds3_model_has_mtp(m)) {
             n_mtp++;
-            test_batch_invariance(m, dirs[i]);
+            test_batch_invariance(m, dirs[i], 1, 0);
+            test_batch_invariance(m, dirs[i], 2, 3);
             test_greedy(m, dirs[i], n_prompts, 200);
         }
         ds3_model_free(m);
@@ -549,13 +564,19 @@ int main(void) {
         CHECK(rc == 0, "synth: %s", err);
         ds3_model *m = rc ? NULL : load(td);
         if (m) {
-            test_batch_invariance(m, "synth-agree-fp8");
+            test_batch_invariance(m, "synth-agree-fp8", 1, 0);
             test_greedy(m, "synth-agree-fp8", n_prompts, 200);
             test_edges(m, "synth-agree-fp8");
             test_auto_memo(m, "synth-agree-fp8");
             g_threads = 2; /* the same with 2 threads (work is split differently for 1 and k+1 tokens) */
-            test_batch_invariance(m, "synth-agree-fp8 2 threads");
+            test_batch_invariance(m, "synth-agree-fp8 2 threads", 2, 0);
+            test_batch_invariance(m, "synth-agree-fp8 2 threads", 2, 5);
             test_greedy(m, "synth-agree-fp8 2 threads", n_prompts / 5 > 0 ? n_prompts / 5 : 1, 200);
+            /* one-token steps past 2 key blocks split their keys between the threads, the
+             * verification batches their heads: greedy output must still be identical */
+            setenv("DS3_MLA_KBLOCK", "16", 1);
+            test_greedy(m, "synth-agree-fp8 2 threads kblock 16", n_prompts / 5 > 0 ? n_prompts / 5 : 1, 200);
+            unsetenv("DS3_MLA_KBLOCK");
             g_threads = 1;
             ds3_model_free(m);
         }

@@ -22,7 +22,7 @@ static void usage(void) {
            "  -p, --n-prompt N      prompt length for prompt processing (default 512)\n"
            "  -n, --n-gen N         tokens to decode (default 128), timed twice: from an empty cache (as\n"
            "                        llama-bench's tg) and after the prompt (depth N-prompt)\n"
-           "  -r, --reps N          repetitions; the best counts (default 2)\n"
+           "  -r, --reps N          repetitions; the best counts (default 5, as llama-bench)\n"
            "  --json                one JSON object on stdout (fields pp_tok_s, tg_tok_s, bytes_per_token,\n"
            "                        mem_bw_gb_s, roofline_fraction, ...)\n"
            "  --no-mmap, --mlock    load the weights into RAM / lock them (recommended: the page cache may\n"
@@ -117,7 +117,7 @@ static int bench_spec(ds3_session *s, const int32_t *prompt, int np, int ng, int
 
 int ds3_cmd_bench(int argc, char **argv) {
     const char *C = "bench", *dir = NULL, *synth = NULL, *dts = "bf16";
-    long threads = 0, np = 512, ng = 128, reps = 2, seed = 1;
+    long threads = 0, np = 512, ng = 128, reps = 5, seed = 1;
     int json = 0, spec = 0, agree = 0;
     long n_draft = 1;
     double bscale = 0.02;

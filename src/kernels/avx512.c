@@ -512,6 +512,11 @@ AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const fl
                 for (int tb = 0; tb < tn; tb += MT) {
                     int nt = tn - tb < MT ? tn - tb : MT;
                     const float *xb = x + (size_t)(t0 + tb) * ldx + kc;
+                    {
+                        const int tp = tb + 2 * MT < tn ? tb + 2 * MT : tn, tq = tp + MT < tn ? tp + MT : tn;
+                        for (int t = tp; t < tq; t++)
+                            for (int64_t o = 0; o < kn; o += 16) _mm_prefetch((const char *)(x + (size_t)(t0 + t) * ldx + kc + o), _MM_HINT_T0);
+                    }
                     for (int g = 0; g * 4 < rn; g++) {
                         int nrow = rn - g * 4 < 4 ? rn - g * 4 : 4;
                         float *yb = y + (size_t)(t0 + tb) * ldy + (size_t)(rt - r0) + (size_t)g * 4;
@@ -758,7 +763,7 @@ static void avx512_silu_mul(size_t n, const float *g, const float *u, float *a) 
  * by its inverse); exp is exp16 and the sum is 16 f32 lanes added by a fixed tree. Against libm's
  * expf per score: FP8 decode of 512 tokens from an empty cache +2.4-2.8% (per-token A/B medians),
  * 128 tokens +0.1%. */
-static void avx512_softmax(float *row, int n, float scale) {
+static void avx512_softmax(float *row, int n, float scale, float ms[2]) {
     const __m512 sv = _mm512_set1_ps(scale);
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < n; i += 16) {
@@ -767,7 +772,8 @@ static void avx512_softmax(float *row, int n, float scale) {
         _mm512_mask_storeu_ps(row + i, m, v);
         mx = _mm512_mask_max_ps(mx, m, mx, v);
     }
-    const __m512 mv = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    const float mxs = _mm512_reduce_max_ps(mx);
+    const __m512 mv = _mm512_set1_ps(mxs);
     __m512 sum = _mm512_setzero_ps();
     for (int i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : tail_mask(n - i);
@@ -775,7 +781,12 @@ static void avx512_softmax(float *row, int n, float scale) {
         _mm512_mask_storeu_ps(row + i, m, e);
         sum = _mm512_add_ps(sum, e);
     }
-    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    const float tot = _mm512_reduce_add_ps(sum);
+    const __m512 inv = _mm512_set1_ps(1.0f / tot);
+    if (ms) {
+        ms[0] = mxs;
+        ms[1] = tot;
+    }
     for (int i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : tail_mask(n - i);
         _mm512_mask_storeu_ps(row + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + i), inv));

@@ -68,8 +68,10 @@ typedef struct ds3_kernels {
     void (*axpy)(int n, float a, const float *x, float *y);  /* y += a * x */
     /* a[i] = silu(g[i]) * u[i] = g / (1 + exp(-g)) * u (SwiGLU); a may alias g. NULL: ref's. */
     void (*silu_mul)(size_t n, const float *g, const float *u, float *a);
-    /* row = softmax(scale * row) over n >= 1 values, in place (attention probabilities). NULL: ref's. */
-    void (*softmax)(float *row, int n, float scale);
+    /* row = softmax(scale * row) over n >= 1 values, in place (attention probabilities); ms, when
+     * not NULL, gets the maximum of scale * row and the sum of the exponentials the probabilities
+     * were divided by (mla.c merges key blocks with them). NULL: ref's. */
+    void (*softmax)(float *row, int n, float scale, float ms[2]);
 } ds3_kernels;
 
 /* Kernel sets for the block-quantised dtypes (same table layout; NULL matmul = not available).

@@ -49,7 +49,7 @@ static void ref_silu_mul(size_t n, const float *g, const float *u, float *a) {
     }
 }
 
-static void ref_softmax(float *row, int n, float scale) {
+static void ref_softmax(float *row, int n, float scale, float ms[2]) {
     float mx = -INFINITY;
     for (int s = 0; s < n; s++) {
         row[s] *= scale;
@@ -59,6 +59,10 @@ static void ref_softmax(float *row, int n, float scale) {
     for (int s = 0; s < n; s++) sum += (row[s] = expf(row[s] - mx));
     const float inv = (float)(1.0 / sum);
     for (int s = 0; s < n; s++) row[s] *= inv;
+    if (ms) {
+        ms[0] = mx;
+        ms[1] = (float)sum;
+    }
 }
 
 const ds3_kernels ds3_kernels_ref = {

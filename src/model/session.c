@@ -68,7 +68,7 @@ void ds3_session_free(ds3_session *s) {
     free(s->ctx.shares);
     free((void *)s->ctx.busy);
     void *bufs[] = {s->cache, s->mtp_cache, s->h, s->xn, s->tmp, s->hfin, s->cat, s->fg, s->fu,
-                    s->mla.q_lat, s->mla.q, s->mla.kv, s->mla.o, s->mla.qcat, s->mla.lat, s->moe.logits, s->moe.ids, s->moe.wts,
+                    s->mla.q_lat, s->mla.q, s->mla.kv, s->mla.o, s->mla.qcat, s->mla.lat, s->mla.blk, s->moe.logits, s->moe.ids, s->moe.wts,
                     s->moe.count, s->moe.offset, s->moe.slot, s->moe.xg, s->moe.hg, s->moe.hu, s->moe.yg,
                     s->moe.sg, s->moe.su, s->moe.sy, s->moe.rscratch, s->logits, s->mtp_logits, s->routing};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -123,6 +123,13 @@ ds3_session *ds3_session_new(const ds3_model *m, const ds3_session_params *pp, c
     ALLOC(s->mla.o, B * H * (size_t)c->v_head_dim);
     ALLOC(s->mla.qcat, ds3_mla_qcat_floats(c, (int)B));
     ALLOC(s->mla.lat, ds3_mla_lat_floats(c, (int)B));
+    {
+        int kb = DS3_MLA_KBLOCK;
+        const char *pk = getenv("DS3_MLA_KBLOCK");
+        if (pk && atoi(pk) > 0) kb = atoi(pk);
+        s->ctx.mla_kblock = kb;
+        if (p.n_threads > 1) ALLOC(s->mla.blk, ds3_mla_blk_floats(c, p.n_ctx, kb));
+    }
     if (c->n_routed_experts > 0) {
         ALLOC(s->moe.logits, B * Nr);
         ALLOC(s->moe.ids, B * K);
@@ -146,7 +153,7 @@ ds3_session *ds3_session_new(const ds3_model *m, const ds3_session_params *pp, c
     s->ctx.nth = p.n_threads;
     s->ctx.pool = ds3_pool_new(p.n_threads);
     if (!s->ctx.pool) goto nomem;
-    size_t tf = ds3_mla_tbuf_floats(c, (int)B, p.n_ctx);
+    size_t tf = ds3_mla_tbuf_floats(c, (int)B, p.n_ctx, s->ctx.mla_kblock);
     size_t jobs_floats = (2 * Nr + 8) * (sizeof(ds3_mm_job) / sizeof(float) + 1);
     if (tf < jobs_floats) tf = jobs_floats;
     s->ctx.tbuf_floats = tf;

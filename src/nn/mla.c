@@ -30,11 +30,13 @@ static int heads_per_task(const ds3_config *c, int nth) {
     return g > 16 ? 16 : g < 1 ? 1 : g;
 }
 
-size_t ds3_mla_tbuf_floats(const ds3_config *c, int T, int n_ctx) {
+size_t ds3_mla_tbuf_floats(const ds3_config *c, int T, int n_ctx, int kblock) {
     (void)T;
-    /* absorbed: scores and probabilities of up to 16 heads over the cache; naive: one head's
-     * keys and values over the cache and the scores of a block of DS3_MLA_TB queries */
-    const size_t absorbed = (size_t)32 * n_ctx;
+    /* absorbed: scores and probabilities of up to 16 heads over a key block, and per block the
+     * 16 heads' latent sums and (max, sum) pairs; naive: one head's keys and values over the
+     * cache and the scores of a block of DS3_MLA_TB queries */
+    const size_t nb = (size_t)(n_ctx + kblock - 1) / (size_t)kblock;
+    const size_t absorbed = (size_t)32 * (size_t)(kblock < n_ctx ? kblock : n_ctx) + nb * 16 * ((size_t)c->kv_lora_rank + 2);
     const size_t naive = (size_t)(c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim + DS3_MLA_TB) * n_ctx +
                          (size_t)((c->qk_nope_head_dim > c->v_head_dim ? c->qk_nope_head_dim : c->v_head_dim) + 1) *
                              c->kv_lora_rank;
@@ -54,6 +56,9 @@ size_t ds3_mla_qcat_floats(const ds3_config *c, int T) {
     const int tb = T < DS3_MLA_TB ? T : DS3_MLA_TB;
     return (size_t)tb * c->n_heads * (c->kv_lora_rank + c->qk_rope_head_dim);
 }
+size_t ds3_mla_blk_floats(const ds3_config *c, int n_ctx, int kblock) {
+    return (size_t)((n_ctx + kblock - 1) / kblock) * c->n_heads * ((size_t)c->kv_lora_rank + 2);
+}
 size_t ds3_mla_lat_floats(const ds3_config *c, int T) {
     const int tb = T < DS3_MLA_TB ? T : DS3_MLA_TB;
     return (size_t)tb * c->n_heads * c->kv_lora_rank;
@@ -61,8 +66,8 @@ size_t ds3_mla_lat_floats(const ds3_config *c, int T) {
 
 /* Softmax of the n_keys scores a query may see, in place: row = softmax(scale row), by the set's
  * kernel (ref.c's when it has none); both attention forms share it. */
-static void softmax_row(float *row, int n_keys, float scale) {
-    (ds3_kern->softmax ? ds3_kern->softmax : ds3_kernels_ref.softmax)(row, n_keys, scale);
+static void softmax_row(float *row, int n_keys, float scale, float ms[2]) {
+    (ds3_kern->softmax ? ds3_kern->softmax : ds3_kernels_ref.softmax)(row, n_keys, scale, ms);
 }
 
 /* Ask for rows [r0, r1) of w to be brought into the cache (a hint): into L1, or (l2) only as far
@@ -86,88 +91,187 @@ typedef struct {
     float *lat;          /* (T, H, rkv) */
     float *o;            /* (T, H, dv) */
     int T, pos0, g;      /* g heads per task */
+    int kb;              /* keys per softmax block (ctx->mla_kblock) */
+    float *blk;          /* one token's key blocks (keys_worker): (nb, H, rkv) latent sums, (nb, H, 2) (max, sum) */
     atomic_int next;     /* tasks are claimed dynamically; scratch is per executing thread */
 } attn_task;
 
+/* The absorb of heads [h0, h0 + gn): qcat = [W_UK(h)^T q_nope_h | q_pe_h] for the T tokens
+ * (vecmat over kv_b's rows, or matmul over k_b's). pf_cache: also request the cache rows, a
+ * share before each head, for the scores that follow on this thread. */
+static void absorb_heads(const attn_task *a, int h0, int gn, int pf_cache) {
+    const ds3_config *c = a->c;
+    const ds3_layer_w *w = a->w;
+    const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
+    const int rkv = c->kv_lora_rank, dq = dn + dr, ldc = rkv + dr, T = a->T;
+    /* Each head's rows are a few KB: the first head is prefetched here, the next head's while
+     * this one computes (the matmul and vecmat kernels continue their prefetch there,
+     * ds3_pf_next). */
+    if (!w->k_b.data) prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv), (int64_t)h0 * (dn + dv) + dn, 0);
+    /* The cache rows of this layer were last read a whole token ago (evicted since by the
+     * weights): a share of them is requested before each head's absorb, so they are in the
+     * cache when the scores need them. */
+    const int64_t cshare = (a->cache.rows + gn - 1) / gn; /* cache rows per head of the group */
+    for (int h = h0; h < h0 + gn; h++) {
+        float *qc = a->qcat + (size_t)h * ldc;
+        const int more = h + 1 < h0 + gn;
+        const int64_t c0 = (h - h0) * cshare, c1 = c0 + cshare < a->cache.rows ? c0 + cshare : a->cache.rows;
+        if (pf_cache && c0 < c1) prefetch_rows(&a->cache, c0, c1, 1);
+        if (w->k_b.data) { /* GGUF split layout: k_b(h) = W_UK(h)^T (rkv, dn) */
+            ds3_matmul_prefetch_next(more ? &w->k_b : NULL, (int64_t)(h + 1) * rkv);
+            ds3_matmul(&w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qc,
+                       (size_t)H * ldc);
+        } else {
+            /* the vecmat kernels prefetch a few rows ahead and past the last one continue at
+             * the next head's rows (FP8 decode +0.7-0.9% on both routes, BF16 +0.3-0.4%,
+             * against prefetching the next head's rows whole here) */
+            ds3_matmul_prefetch_next(more ? &w->kv_b : NULL, (int64_t)(h + 1) * (dn + dv));
+            ds3_vecmat(&w->kv_b, (int64_t)h * (dn + dv), (int64_t)h * (dn + dv) + dn, 0, rkv, a->q + (size_t)h * dq,
+                       (size_t)H * dq, T, qc, (size_t)H * ldc);
+        }
+        for (int t = 0; t < T; t++)
+            memcpy(qc + (size_t)t * H * ldc + rkv, a->q + ((size_t)t * H + h) * dq + dn, (size_t)dr * sizeof(float));
+    }
+    ds3_matmul_prefetch_next(NULL, 0);
+}
+
+/* Heads [h0, h0 + gn) (gn <= 16) of token t over its key blocks [b0, b1) (keys [b kb, (b + 1) kb)
+ * of its n_keys; nb blocks in all). Block b's softmax-weighted latent sums go to
+ *   lb + b lbs + j rkv   (head h0 + j)        and its (max, sum) to bms + b bmss + 2 j,
+ * or, when the query has a single block, straight into lat. sc, st: (16, kb) scratch.
+ *   scores^T (nk, gn): the g query rows are the "weights" and the cache rows the "tokens", so a
+ *   block's cache rows stream through once for all gn heads (the products and their order are
+ *   those of cache x query: no bit depends on the number of keys or of heads). Keys go in
+ *   blocks at fixed positions, so a block's rows are still in L2 when the latent sum reads them
+ *   again, and the bits of a query depend only on its number of keys. */
+static void block_scores(const attn_task *a, int t, int h0, int gn, int b0, int b1, float *sc, float *st, float *lb,
+                         size_t lbs, float *bms, size_t bmss) {
+    const ds3_config *c = a->c;
+    const int H = c->n_heads, rkv = c->kv_lora_rank, ldc = rkv + c->qk_rope_head_dim, kb = a->kb;
+    const int n_keys = a->pos0 + t + 1, nb = (n_keys + kb - 1) / kb;
+    const ds3_mat qm = {DS3_DT_F32, gn, ldc, a->qcat + ((size_t)t * H + h0) * ldc, NULL};
+    for (int b = b0; b < b1; b++) {
+        const int k0 = b * kb, nk = n_keys - k0 < kb ? n_keys - k0 : kb;
+        ds3_matmul(&qm, 0, gn, (const float *)a->cache.data + (size_t)k0 * ldc, (size_t)ldc, nk, st, (size_t)gn);
+        for (int j = 0; j < gn; j++) {
+            float *row = sc + (size_t)j * nk;
+            for (int s = 0; s < nk; s++) row[s] = st[(size_t)s * gn + j];
+            softmax_row(row, nk, c->softmax_scale, nb > 1 ? bms + (size_t)b * bmss + 2 * (size_t)j : NULL);
+        }
+        ds3_vecmat(&a->cache, k0, k0 + nk, 0, rkv, sc, (size_t)nk, gn,
+                   nb > 1 ? lb + (size_t)b * lbs : a->lat + ((size_t)t * H + h0) * rkv, (size_t)rkv);
+    }
+}
+
+/* lat_j = sum_b w_b lat_bj with w_b = s_b exp(m_b - M) / sum_b' s_b' exp(m_b' - M), in block
+ * order (the blocks' layout as block_scores writes it), for gn heads: lat (gn, rkv). */
+static void merge_blocks(int nb, int gn, int rkv, const float *lb, size_t lbs, const float *bms, size_t bmss, float *lat) {
+    for (int j = 0; j < gn; j++) {
+        float mx = -INFINITY, tot = 0, *l = lat + (size_t)j * rkv;
+        for (int b = 0; b < nb; b++) mx = fmaxf(mx, bms[(size_t)b * bmss + 2 * (size_t)j]);
+        for (int b = 0; b < nb; b++) tot += bms[(size_t)b * bmss + 2 * (size_t)j + 1] * expf(bms[(size_t)b * bmss + 2 * (size_t)j] - mx);
+        for (int b = 0; b < nb; b++) {
+            const float wb = bms[(size_t)b * bmss + 2 * (size_t)j + 1] * expf(bms[(size_t)b * bmss + 2 * (size_t)j] - mx) / tot;
+            const float *src = lb + (size_t)b * lbs + (size_t)j * rkv;
+            if (b == 0)
+                for (int e = 0; e < rkv; e++) l[e] = wb * src[e];
+            else
+                ds3_kern->axpy(rkv, wb, src, l);
+        }
+    }
+}
+
+/* o_h = W_UV(h) lat_h for heads [h0, h0 + gn) and the T tokens (matmul over kv_b's rows, or v_b). */
+static void uv_heads(const attn_task *a, int h0, int gn) {
+    const ds3_config *c = a->c;
+    const ds3_layer_w *w = a->w;
+    const int H = c->n_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim, rkv = c->kv_lora_rank;
+    for (int h = h0; h < h0 + gn; h++) {
+        const float *lat = a->lat + (size_t)h * rkv;
+        float *o = a->o + (size_t)h * dv;
+        const int more = h + 1 < h0 + gn;
+        if (w->v_b.data) { /* v_b(h) = W_UV(h) (dv, rkv) */
+            ds3_matmul_prefetch_next(more ? &w->v_b : NULL, (int64_t)(h + 1) * dv);
+            ds3_matmul(&w->v_b, (int64_t)h * dv, (int64_t)(h + 1) * dv, lat, (size_t)H * rkv, a->T, o, (size_t)H * dv);
+        } else {
+            ds3_matmul_prefetch_next(more ? &w->kv_b : NULL, (int64_t)(h + 1) * (dn + dv) + dn);
+            ds3_matmul(&w->kv_b, (int64_t)h * (dn + dv) + dn, (int64_t)(h + 1) * (dn + dv), lat, (size_t)H * rkv, a->T, o,
+                       (size_t)H * dv);
+        }
+    }
+    ds3_matmul_prefetch_next(NULL, 0);
+}
+
+/* the first W_UV rows of head h, requested while the scores are computed */
+static void prefetch_uv(const attn_task *a, int h) {
+    const ds3_config *c = a->c;
+    const int dn = c->qk_nope_head_dim, dv = c->v_head_dim;
+    if (a->w->v_b.data) prefetch_rows(&a->w->v_b, (int64_t)h * dv, (int64_t)(h + 1) * dv, 0);
+    else prefetch_rows(&a->w->kv_b, (int64_t)h * (dn + dv) + dn, (int64_t)(h + 1) * (dn + dv), 0);
+}
+
 /* One task = g heads over the block's T tokens, all three steps (the heads are independent):
- *   qcat = [W_UK(h)^T q_nope_h | q_pe_h]                       (vecmat over kv_b's rows, or k_b)
- *   per token: scores = qcat . cache rows (the matmul kernel with the cache as its weight
- *   matrix: every head's scores in one pass), causal softmax, lat = p . cache[:, :rkv]  (vecmat)
- *   o_h = W_UV(h) lat_h                                          (matmul over kv_b's rows, or v_b) */
+ *   qcat = [W_UK(h)^T q_nope_h | q_pe_h]; per token: scores = qcat . cache rows, softmax and
+ *   lat = p . cache[:, :rkv] per key block, the blocks merged; o_h = W_UV(h) lat_h.
+ * The thread's scratch (ctx->tbuf[ith]): sc, st (16, kb) and the token's blocks (16 heads each). */
 static void attn_worker(void *arg, int ith, int nth) {
     (void)nth;
     attn_task *a = arg;
     const ds3_config *c = a->c;
-    const ds3_layer_w *w = a->w;
-    const int H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim;
-    const int rkv = c->kv_lora_rank, dq = dn + dr, ldc = rkv + dr, T = a->T, g = a->g;
-    const int n_tasks = (H + g - 1) / g;
-    const float scale = c->softmax_scale;
-    float *sc = a->ctx->tbuf[ith];                 /* (g, n_keys) probabilities */
-    float *st = sc + (size_t)16 * a->cache.rows;   /* (n_keys, g) scores */
+    const int H = c->n_heads, rkv = c->kv_lora_rank, g = a->g, kb = a->kb;
+    const int n_tasks = (H + g - 1) / g, kbn = kb < a->cache.rows ? kb : (int)a->cache.rows;
+    float *sc = a->ctx->tbuf[ith];                                          /* (16, nk) probabilities */
+    float *st = sc + (size_t)16 * kbn;                                      /* (nk, 16) scores */
+    float *lb = st + (size_t)16 * kbn;                                      /* (blocks, 16, rkv) latent sums */
+    float *bms = lb + (size_t)((a->cache.rows + kb - 1) / kb) * 16 * rkv; /* (blocks, 16, 2) (max, sum) */
     for (int i; (i = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < n_tasks;) {
         const int h0 = i * g, gn = H - h0 < g ? H - h0 : g;
-        /* Each head's rows are a few KB: the task's first head is prefetched here, the next
-         * head's while this one computes (the matmul and vecmat kernels continue their prefetch
-         * there, ds3_pf_next). */
-        if (!w->k_b.data) prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv), (int64_t)h0 * (dn + dv) + dn, 0);
-        /* The cache rows of this layer were last read a whole token ago (evicted since by the
-         * weights): a share of them is requested before each head's absorb, so they are in the
-         * cache when the scores need them. */
-        const int64_t cshare = (a->cache.rows + gn - 1) / gn; /* cache rows per head of the group */
-        for (int h = h0; h < h0 + gn; h++) {
-            float *qc = a->qcat + (size_t)h * ldc;
-            const int more = h + 1 < h0 + gn;
-            const int64_t c0 = (h - h0) * cshare, c1 = c0 + cshare < a->cache.rows ? c0 + cshare : a->cache.rows;
-            if (c0 < c1) prefetch_rows(&a->cache, c0, c1, 1);
-            if (w->k_b.data) { /* GGUF split layout: k_b(h) = W_UK(h)^T (rkv, dn) */
-                ds3_matmul_prefetch_next(more ? &w->k_b : NULL, (int64_t)(h + 1) * rkv);
-                ds3_matmul(&w->k_b, (int64_t)h * rkv, (int64_t)(h + 1) * rkv, a->q + (size_t)h * dq, (size_t)H * dq, T, qc,
-                           (size_t)H * ldc);
-            } else {
-                /* the vecmat kernels prefetch a few rows ahead and past the last one continue at
-                 * the next head's rows (FP8 decode +0.7-0.9% on both routes, BF16 +0.3-0.4%,
-                 * against prefetching the next head's rows whole here) */
-                ds3_matmul_prefetch_next(more ? &w->kv_b : NULL, (int64_t)(h + 1) * (dn + dv));
-                ds3_vecmat(&w->kv_b, (int64_t)h * (dn + dv), (int64_t)h * (dn + dv) + dn, 0, rkv, a->q + (size_t)h * dq,
-                           (size_t)H * dq, T, qc, (size_t)H * ldc);
-            }
-            for (int t = 0; t < T; t++)
-                memcpy(qc + (size_t)t * H * ldc + rkv, a->q + ((size_t)t * H + h) * dq + dn, (size_t)dr * sizeof(float));
+        absorb_heads(a, h0, gn, 1);
+        prefetch_uv(a, h0);
+        for (int t = 0; t < a->T; t++) {
+            const int nb = (a->pos0 + t + 1 + kb - 1) / kb;
+            block_scores(a, t, h0, gn, 0, nb, sc, st, lb, (size_t)16 * rkv, bms, 32);
+            if (nb > 1) merge_blocks(nb, gn, rkv, lb, (size_t)16 * rkv, bms, 32, a->lat + ((size_t)t * H + h0) * rkv);
         }
-        /* the first head's W_UV rows arrive while the scores are computed */
-        if (w->v_b.data) prefetch_rows(&w->v_b, (int64_t)h0 * dv, (int64_t)(h0 + 1) * dv, 0);
-        else prefetch_rows(&w->kv_b, (int64_t)h0 * (dn + dv) + dn, (int64_t)(h0 + 1) * (dn + dv), 0);
-        for (int t = 0; t < T; t++) {
-            const int n_keys = a->pos0 + t + 1;
-            /* scores^T (n_keys, gn): the g query rows are the "weights" and the cache rows the
-             * "tokens", so the cache streams through once for all g heads (the products and
-             * their order are those of cache x query, so the bits do not depend on n_keys) */
-            const ds3_mat qm = {DS3_DT_F32, gn, ldc, a->qcat + ((size_t)t * H + h0) * ldc, NULL};
-            ds3_matmul(&qm, 0, gn, a->cache.data, (size_t)ldc, n_keys, st, (size_t)gn);
-            for (int j = 0; j < gn; j++) {
-                float *row = sc + (size_t)j * n_keys;
-                for (int s = 0; s < n_keys; s++) row[s] = st[(size_t)s * gn + j];
-                softmax_row(row, n_keys, scale);
-            }
-            ds3_vecmat(&a->cache, 0, n_keys, 0, rkv, sc, (size_t)n_keys, gn, a->lat + ((size_t)t * H + h0) * rkv,
-                       (size_t)rkv);
-        }
-        for (int h = h0; h < h0 + gn; h++) {
-            const float *lat = a->lat + (size_t)h * rkv;
-            float *o = a->o + (size_t)h * dv;
-            const int more = h + 1 < h0 + gn;
-            if (w->v_b.data) { /* v_b(h) = W_UV(h) (dv, rkv) */
-                ds3_matmul_prefetch_next(more ? &w->v_b : NULL, (int64_t)(h + 1) * dv);
-                ds3_matmul(&w->v_b, (int64_t)h * dv, (int64_t)(h + 1) * dv, lat, (size_t)H * rkv, T, o, (size_t)H * dv);
-            } else {
-                ds3_matmul_prefetch_next(more ? &w->kv_b : NULL, (int64_t)(h + 1) * (dn + dv) + dn);
-                ds3_matmul(&w->kv_b, (int64_t)h * (dn + dv) + dn, (int64_t)(h + 1) * (dn + dv), lat, (size_t)H * rkv, T, o,
-                           (size_t)H * dv);
-            }
-        }
+        uv_heads(a, h0, gn);
     }
-    ds3_matmul_prefetch_next(NULL, 0);
+}
+
+/* One token whose keys span at least a block per thread: the keys are split instead of the
+ * heads, so each block of the cache is read by one thread (for all heads) rather than by every
+ * thread. Three passes: the absorb by head groups; the blocks (every head, 16 at a time); the
+ * merge and W_UV by head groups. The same kernels and the same merge as attn_worker: the same
+ * bits. a->blk holds every block's latent sums and (max, sum) pairs between the passes. */
+static void absorb_worker(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
+    attn_task *a = arg;
+    const int H = a->c->n_heads, g = a->g;
+    for (int i; (i = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < (H + g - 1) / g;)
+        absorb_heads(a, i * g, H - i * g < g ? H - i * g : g, 0);
+}
+static void keys_worker(void *arg, int ith, int nth) {
+    (void)nth;
+    attn_task *a = arg;
+    const int H = a->c->n_heads, rkv = a->c->kv_lora_rank, kb = a->kb, nb = (a->pos0 + 1 + kb - 1) / kb;
+    float *sc = a->ctx->tbuf[ith], *st = sc + (size_t)16 * kb;
+    float *bms = a->blk + (size_t)nb * H * rkv; /* (nb, H, 2) after the (nb, H, rkv) latent sums */
+    for (int b; (b = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < nb;)
+        for (int h0 = 0; h0 < H; h0 += 16)
+            block_scores(a, 0, h0, H - h0 < 16 ? H - h0 : 16, b, b + 1, sc, st, a->blk + (size_t)h0 * rkv, (size_t)H * rkv,
+                         bms + 2 * (size_t)h0, 2 * (size_t)H);
+}
+static void merge_uv_worker(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
+    attn_task *a = arg;
+    const int H = a->c->n_heads, rkv = a->c->kv_lora_rank, g = a->g, kb = a->kb, nb = (a->pos0 + 1 + kb - 1) / kb;
+    const float *bms = a->blk + (size_t)nb * H * rkv;
+    for (int i; (i = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < (H + g - 1) / g;) {
+        const int h0 = i * g, gn = H - h0 < g ? H - h0 : g;
+        prefetch_uv(a, h0);
+        merge_blocks(nb, gn, rkv, a->blk + (size_t)h0 * rkv, (size_t)H * rkv, bms + 2 * (size_t)h0, 2 * (size_t)H,
+                     a->lat + (size_t)h0 * rkv);
+        uv_heads(a, h0, gn);
+    }
 }
 
 /* Naive form (spec 3.6), one task per head over all T queries of the call:
@@ -226,7 +330,7 @@ static void attn_naive_worker(void *arg, int ith, int nth) {
             for (int t = 0; t < tn; t++) {
                 float *row = S + (size_t)t * nk;
                 const int lim = a->pos0 + t0 + t + 1;
-                softmax_row(row, lim, c->softmax_scale);
+                softmax_row(row, lim, c->softmax_scale, NULL);
                 memset(row + lim, 0, (size_t)(nk - lim) * sizeof(float));
             }
             ds3_vecmat(&Vm, 0, nk, 0, dv, S, (size_t)nk, tn, a->o + ((size_t)t0 * H + h) * dv, (size_t)H * dv);
@@ -264,7 +368,7 @@ void ds3_mla_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     ds3_rope_fwd(dst + rkv, T, (size_t)ldc, 1, 0, dr, pos0, rope_inv_freq, c->rope_cs_scale);
     tp = ds3_prof_tick(ctx, DS3_PROF_QKV, tp);
     if (T >= ctx->mla_naive_min_t) {
-        attn_task a = {ctx, c, w, b->q, {DS3_DT_F32, (int64_t)(pos0 + T), ldc, cache, NULL}, NULL, NULL, b->o, T, pos0, 1, 0};
+        attn_task a = {ctx, c, w, b->q, {DS3_DT_F32, (int64_t)(pos0 + T), ldc, cache, NULL}, NULL, NULL, b->o, T, pos0, 1, 0, NULL, 0};
         ds3_pool_run(ctx->pool, attn_naive_worker, &a);
         tp = ds3_prof_tick(ctx, DS3_PROF_ATTN, tp);
         ds3_linear_fwd(ctx, &w->o, b->o, T, out);
@@ -275,7 +379,17 @@ void ds3_mla_fwd(ds3_ctx *ctx, const ds3_config *c, const ds3_layer_w *w, const 
     for (int t0 = 0; t0 < T; t0 += DS3_MLA_TB) {
         const int tn = T - t0 < DS3_MLA_TB ? T - t0 : DS3_MLA_TB;
         attn_task a = {ctx, c, w, b->q + (size_t)t0 * H * dq, {DS3_DT_F32, (int64_t)(pos0 + t0 + tn), ldc, cache, NULL},
-                       b->qcat, b->lat, b->o + (size_t)t0 * H * c->v_head_dim, tn, pos0 + t0, heads_per_task(c, ctx->nth), 0};
+                       b->qcat, b->lat, b->o + (size_t)t0 * H * c->v_head_dim, tn, pos0 + t0, heads_per_task(c, ctx->nth),
+                       ctx->mla_kblock, b->blk, 0};
+        if (tn == 1 && ctx->nth > 1 && b->blk && (pos0 + t0) / a.kb + 1 >= ctx->nth) {
+            /* one token deep into the cache: its key blocks split between the threads */
+            ds3_pool_run(ctx->pool, absorb_worker, &a);
+            atomic_store_explicit(&a.next, 0, memory_order_relaxed);
+            ds3_pool_run(ctx->pool, keys_worker, &a);
+            atomic_store_explicit(&a.next, 0, memory_order_relaxed);
+            ds3_pool_run(ctx->pool, merge_uv_worker, &a);
+            continue;
+        }
         const double work = (double)H * tn * ((double)dn * rkv * 2 + (double)(pos0 + t0 + tn) * (ldc + rkv));
         ds3_pool_run_sized(ctx->pool, attn_worker, &a, work);
     }

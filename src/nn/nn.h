@@ -32,6 +32,7 @@ typedef struct ds3_ctx {
     _Atomic int *busy;          /* (nth,) the piece each thread runs as a shared call, -1 none (ds3_mm) */
     double *prof;          /* (DS3_PROF_N,) seconds per stage when DS3_PROFILE is set, else NULL */
     int mla_naive_min_t;   /* batches of at least this many tokens attend in the naive form (mla.c) */
+    int mla_kblock;        /* keys per softmax block of the absorbed form (mla.c, DS3_MLA_KBLOCK) */
 } ds3_ctx;
 
 /* Stages timed by DS3_PROFILE=1 (wall time on the calling thread; printed by ds3_session_free). */
@@ -114,18 +115,26 @@ typedef struct ds3_mla_buf {
     float *o;          /* (T, H, dv) */
     float *qcat;       /* (min(T, DS3_MLA_TB), H, rkv + dr) absorbed queries */
     float *lat;        /* (min(T, DS3_MLA_TB), H, rkv) attention-weighted latents */
+    float *blk;        /* (ds3_mla_blk_floats) one token's key blocks when they are split between threads, or NULL */
 } ds3_mla_buf;
 enum { DS3_MLA_TB = 32 }; /* tokens per attention block */
+/* Keys per softmax block of the absorbed form: a query's keys go in blocks at fixed positions
+ * (0, KB, 2 KB, ...), each block's scores, softmax and latent sum done while its cache rows are
+ * in L2, the blocks merged by their maxima and sums. DS3_MLA_KBLOCK=N in the environment
+ * overrides it (the tests force several blocks on short sequences). */
+enum { DS3_MLA_KBLOCK = 256 };
 /* From this many tokens in one call, ds3_mla_fwd attends in the naive form (keys and values
  * decompressed per head: fewer FLOPs once the decompression is shared by enough queries; 86
  * for the benchmark model, 171 for V3 and V2-Lite). DS3_MLA_NAIVE_MIN_T=N in the environment
  * overrides it (the tests force both forms). The two forms agree to rounding, not bitwise. */
 int ds3_mla_naive_min_t(const ds3_config *c);
 /* Per-thread scratch floats needed by ds3_mla_fwd for T tokens and n_ctx cached positions. */
-size_t ds3_mla_tbuf_floats(const ds3_config *c, int T, int n_ctx);
+size_t ds3_mla_tbuf_floats(const ds3_config *c, int T, int n_ctx, int kblock);
 /* Sizes of ds3_mla_buf.qcat and .lat for batches of up to T tokens. */
 size_t ds3_mla_qcat_floats(const ds3_config *c, int T);
 size_t ds3_mla_lat_floats(const ds3_config *c, int T);
+/* Size of ds3_mla_buf.blk for n_ctx cached positions and key blocks of kblock. */
+size_t ds3_mla_blk_floats(const ds3_config *c, int n_ctx, int kblock);
 /* MLA over T tokens at positions pos0..pos0+T-1. Writes their latents [rmsnorm(c_kv) |
  * rope(k_pe)] into cache (n_ctx, rkv + dr) rows pos0.., then attends causally over rows 0..pos:
  * absorbed (spec 3.7) below ctx->mla_naive_min_t tokens, naive (spec 3.6) from it. out (T, d). */
