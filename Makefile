@@ -8,7 +8,7 @@ CC      ?= cc
 O       ?= build
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
+WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes -Wpointer-arith
 CPPFLAGS_ALL := -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $(shell pkg-config --cflags jansson libpcre2-8 libpng 2>/dev/null)
 LDLIBS  := $(shell pkg-config --libs jansson libpcre2-8 libpng 2>/dev/null || echo -ljansson -lpcre2-8 -lpng) -lpthread -lm
 SAN     ?=
