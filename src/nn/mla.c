@@ -173,11 +173,12 @@ static void block_scores(const attn_task *a, int t, int h0, int gn, int b0, int 
  * order (the blocks' layout as block_scores writes it), for gn heads: lat (gn, rkv). */
 static void merge_blocks(int nb, int gn, int rkv, const float *lb, size_t lbs, const float *bms, size_t bmss, float *lat) {
     for (int j = 0; j < gn; j++) {
+        const float *ms = bms + 2 * (size_t)j; /* block b's (max, sum): ms[b bmss], ms[b bmss + 1] */
         float mx = -INFINITY, tot = 0, *l = lat + (size_t)j * rkv;
-        for (int b = 0; b < nb; b++) mx = fmaxf(mx, bms[(size_t)b * bmss + 2 * (size_t)j]);
-        for (int b = 0; b < nb; b++) tot += bms[(size_t)b * bmss + 2 * (size_t)j + 1] * expf(bms[(size_t)b * bmss + 2 * (size_t)j] - mx);
+        for (int b = 0; b < nb; b++) mx = fmaxf(mx, ms[(size_t)b * bmss]);
+        for (int b = 0; b < nb; b++) tot += ms[(size_t)b * bmss + 1] * expf(ms[(size_t)b * bmss] - mx);
         for (int b = 0; b < nb; b++) {
-            const float wb = bms[(size_t)b * bmss + 2 * (size_t)j + 1] * expf(bms[(size_t)b * bmss + 2 * (size_t)j] - mx) / tot;
+            const float wb = ms[(size_t)b * bmss + 1] * expf(ms[(size_t)b * bmss] - mx) / tot;
             const float *src = lb + (size_t)b * lbs + (size_t)j * rkv;
             if (b == 0)
                 for (int e = 0; e < rkv; e++) l[e] = wb * src[e];
