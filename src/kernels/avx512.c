@@ -276,22 +276,22 @@ AI void decode(const int dt, const int NT, const ds3_mat *w, int64_t r0, int64_t
 typedef struct {
     int dt;
     const ds3_mat *w;
-    int64_t r0, h;
+    int64_t r0, h; /* first row, rows per stream */
     const float *x;
     float *y;
 } share_arg;
-AI void share_rows_dt(const int dt, const share_arg *a, int64_t i0, int64_t i1, const char *pf_end, intptr_t pf_jump) {
-    const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2;
-    const pf_stream pfs = {pf_end, pf_jump, (intptr_t)((size_t)a->h * (size_t)a->w->cols * esz)};
+AI void share_rows_dt(const int dt, const share_arg *a, int64_t i0, int64_t i1, size_t sb, const char *pf_end,
+                      intptr_t pf_jump) {
+    const pf_stream pfs = {pf_end, pf_jump, (intptr_t)sb};
     for (int64_t i = i0; i < i1; i++) dec_rows(dt, DEC_STREAMS, 1, DEC_STREAM_PF, a->w, a->r0 + i, a->h, a->x, 0, a->y + i, 0, pfs);
 }
-static void share_rows(void *p, int64_t i0, int64_t i1, const char *pf_end, intptr_t pf_jump) {
+static void share_rows(void *p, int64_t i0, int64_t i1, size_t sb, const char *pf_end, intptr_t pf_jump) {
     const share_arg *a = p;
     switch (a->dt) {
-    case DS3_DT_F32: share_rows_dt(DS3_DT_F32, a, i0, i1, pf_end, pf_jump); break;
-    case DS3_DT_BF16: share_rows_dt(DS3_DT_BF16, a, i0, i1, pf_end, pf_jump); break;
-    case DS3_DT_F16: share_rows_dt(DS3_DT_F16, a, i0, i1, pf_end, pf_jump); break;
-    default: share_rows_dt(DS3_DT_F8E4M3, a, i0, i1, pf_end, pf_jump); break;
+    case DS3_DT_F32: share_rows_dt(DS3_DT_F32, a, i0, i1, sb, pf_end, pf_jump); break;
+    case DS3_DT_BF16: share_rows_dt(DS3_DT_BF16, a, i0, i1, sb, pf_end, pf_jump); break;
+    case DS3_DT_F16: share_rows_dt(DS3_DT_F16, a, i0, i1, sb, pf_end, pf_jump); break;
+    default: share_rows_dt(DS3_DT_F8E4M3, a, i0, i1, sb, pf_end, pf_jump); break;
     }
 }
 
@@ -315,14 +315,9 @@ void ds3_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x,
         (void)rc;                  /* a helper out of memory leaves the blocks to the owner */
         return;
     }
-    const int dt = w->dtype;
-    const size_t esz = dt == DS3_DT_F32 ? 4 : dt == DS3_DT_F8E4M3 ? 1 : 2, rowb = (size_t)w->cols * esz;
-    const char *base = (const char *)w->data + (size_t)r0 * rowb;
     const int64_t h = (r1 - r0) / DEC_STREAMS;
-    const size_t total = (size_t)(r1 - r0) * rowb;
-    const char *next = ds3_pf_next ? (const char *)ds3_pf_next : base + total;
-    share_arg a = {dt, w, r0, h, x, y};
-    ds3_share_run(sh, helper, base, h, rowb, next, share_rows, &a);
+    share_arg a = {w->dtype, w, r0, h, x, y};
+    ds3_share_run(sh, helper, w, r0, r1, ds3_row_bytes(w->dtype, w->cols), share_rows, &a);
     /* the owner's last rows past the streams (fewer than four): any row split gives the same bits */
     if (!helper && r0 + DEC_STREAMS * h < r1)
         avx512_matmul(w, r0 + DEC_STREAMS * h, r1, x, (size_t)w->cols, 1, y + DEC_STREAMS * h, (size_t)(r1 - r0));

@@ -234,9 +234,9 @@ typedef struct {
 } share_arg;
 _Static_assert(DEC_STREAMS == DS3_SHARE_STREAMS && DEC_STREAM_PF == DS3_SHARE_PF, "shared calls use the decode layout");
 
-BF16T static void share_rows(void *p, int64_t i0, int64_t i1, const char *pf_end, intptr_t pf_jump) {
+BF16T static void share_rows(void *p, int64_t i0, int64_t i1, size_t sb, const char *pf_end, intptr_t pf_jump) {
     const share_arg *a = p;
-    const pf_stream pfs = {pf_end, pf_jump, (intptr_t)((size_t)a->h * (size_t)a->w->cols)};
+    const pf_stream pfs = {pf_end, pf_jump, (intptr_t)sb};
     for (int64_t i = i0; i < i1; i++) dec_rows(DEC_STREAMS, DEC_STREAM_PF, a->w, a->r0 + i, a->h, a->xs, a->y + i, pfs, a->tb);
 }
 
@@ -450,13 +450,9 @@ BF16T int ds3_fp8_bf16_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, c
     if (!xs) return -1;
     const tabs tb = tabs_load();
     xs_split(x, w->cols, xs);
-    const size_t rowb = (size_t)w->cols;
-    const char *base = (const char *)w->data + (size_t)r0 * rowb;
     const int64_t h = (r1 - r0) / DEC_STREAMS;
-    const size_t total = (size_t)(r1 - r0) * rowb;
-    const char *next = ds3_pf_next ? (const char *)ds3_pf_next : base + total;
     share_arg a = {w, r0, h, xs, y, &tb};
-    ds3_share_run(sh, helper, base, h, rowb, next, share_rows, &a);
+    ds3_share_run(sh, helper, w, r0, r1, (size_t)w->cols, share_rows, &a);
     if (!helper) decode1(w, r0 + DEC_STREAMS * h, r1, xs, y + DEC_STREAMS * h, &tb); /* the rows past the streams */
     return 0;
 }

@@ -150,16 +150,19 @@ static const ds3_kernels *ds3_qkern_for(const ds3_kernels *k) {
     return &ds3_qkernels_ref;
 }
 
-void ds3_share_run(ds3_share *sh, int helper, const char *base, int64_t h, size_t rowb, const char *next,
-                   ds3_share_rows_fn rows, void *arg) {
+void ds3_share_run(ds3_share *sh, int helper, const ds3_mat *w, int64_t r0, int64_t r1, size_t rowb, ds3_share_rows_fn rows,
+                   void *arg) {
+    const int64_t h = (r1 - r0) / DS3_SHARE_STREAMS;
     const size_t sb = (size_t)h * rowb;
+    const char *base = (const char *)w->data + (size_t)r0 * rowb;
+    const char *next = ds3_pf_next ? (const char *)ds3_pf_next : base + (size_t)(r1 - r0) * rowb;
     const int nb = sh->nb;
     if (!helper) {
         for (int q = 0; q < DS3_SHARE_STREAMS; q++)
             for (size_t off = 0; off < sb && off < DS3_SHARE_PF; off += 64) __builtin_prefetch(base + q * sb + off, 0, 3);
         for (int64_t k = 0; atomic_fetch_add_explicit(&sh->taken, 1, memory_order_relaxed) < nb; k++) {
             const int64_t i0 = k * DS3_SHARE_ROWS, i1 = i0 + DS3_SHARE_ROWS < h ? i0 + DS3_SHARE_ROWS : h;
-            rows(arg, i0, i1, base + sb, next - (base + sb));
+            rows(arg, i0, i1, sb, base + sb, next - (base + sb));
         }
         return;
     }
@@ -170,7 +173,7 @@ void ds3_share_run(ds3_share *sh, int helper, const char *base, int64_t h, size_
         for (int q = 0; q < DS3_SHARE_STREAMS; q++)
             for (size_t off = 0; off < (size_t)(i1 - i0) * rowb && off < DS3_SHARE_PF; off += 64)
                 __builtin_prefetch(b0 + q * sb + off, 0, 3);
-        rows(arg, i0, i1, base + (size_t)i1 * rowb, -(intptr_t)((size_t)(i1 - i0 + DS3_SHARE_ROWS) * rowb));
+        rows(arg, i0, i1, sb, base + (size_t)i1 * rowb, -(intptr_t)((size_t)(i1 - i0 + DS3_SHARE_ROWS) * rowb));
     }
 }
 

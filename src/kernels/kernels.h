@@ -122,14 +122,16 @@ int ds3_share_blocks(const ds3_mat *w, int64_t r0, int64_t r1, int T);
  * rows past the streams) or as a helper (back). sh->nb from ds3_share_blocks, > 0; the owner
  * calls ds3_share_blocks on its own thread first. */
 void ds3_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, float *y, ds3_share *sh, int helper);
-/* For the kernel sets: the claim loop of a shared call (kernels.c). Calls rows(arg, i0, i1,
- * pf_end, pf_jump) for each block this thread claims (stream rows [i0, i1)); the kernel's
- * prefetch, at or past pf_end + q * h * rowb in stream q, moves by pf_jump: the owner's go on at
- * `next` past the call, a helper's (blocks back to front) to the block before. Each run starts
- * with a burst of prefetches at its streams' first bytes. */
-typedef void (*ds3_share_rows_fn)(void *arg, int64_t i0, int64_t i1, const char *pf_end, intptr_t pf_jump);
-void ds3_share_run(ds3_share *sh, int helper, const char *base, int64_t h, size_t rowb, const char *next,
-                   ds3_share_rows_fn rows, void *arg);
+/* For the kernel sets: the claim loop of a shared call over rows [r0, r1) of w, rowb bytes a
+ * row (kernels.c). The rows go as DS3_SHARE_STREAMS streams of h = (r1 - r0) / DS3_SHARE_STREAMS
+ * rows, sb = h rowb bytes apart. Calls rows(arg, i0, i1, sb, pf_end, pf_jump) for each block this
+ * thread claims (stream rows [i0, i1)); the kernel's prefetch, at or past pf_end + q sb in stream
+ * q, moves by pf_jump: the owner's go on at ds3_pf_next past the call (or just past it), a
+ * helper's (blocks back to front) to the block before. Each run starts with a burst of
+ * prefetches at its streams' first bytes. */
+typedef void (*ds3_share_rows_fn)(void *arg, int64_t i0, int64_t i1, size_t sb, const char *pf_end, intptr_t pf_jump);
+void ds3_share_run(ds3_share *sh, int helper, const ds3_mat *w, int64_t r0, int64_t r1, size_t rowb, ds3_share_rows_fn rows,
+                   void *arg);
 int ds3_fp8_bf16_matmul_shared(const ds3_mat *w, int64_t r0, int64_t r1, const float *x, float *y, ds3_share *sh,
                                int helper);
 int ds3_fp8_bf16_reserve(int64_t cols);
