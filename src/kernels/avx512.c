@@ -507,7 +507,8 @@ AI void prefill(const int dt, const ds3_mat *w, int64_t r0, int64_t r1, const fl
                 for (int tb = 0; tb < tn; tb += MT) {
                     int nt = tn - tb < MT ? tn - tb : MT;
                     const float *xb = x + (size_t)(t0 + tb) * ldx + kc;
-                    {
+                    { /* the token group after next: the attention's scores pass cache rows as the
+                       * tokens, straight from memory (decode at depth 512 +1.1-1.6%) */
                         const int tp = tb + 2 * MT < tn ? tb + 2 * MT : tn, tq = tp + MT < tn ? tp + MT : tn;
                         for (int t = tp; t < tq; t++)
                             for (int64_t o = 0; o < kn; o += 16) _mm_prefetch((const char *)(x + (size_t)(t0 + t) * ldx + kc + o), _MM_HINT_T0);

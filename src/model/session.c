@@ -75,6 +75,13 @@ void ds3_session_free(ds3_session *s) {
     free(s);
 }
 
+/* A tuning override from the environment (the tests force code paths with them): a positive
+ * integer, else dflt. */
+static int env_positive(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && atoi(v) > 0 ? atoi(v) : dflt;
+}
+
 #define ALLOC(ptr, n)                                                                        \
     do {                                                                                     \
         (ptr) = ds3_alloc_aligned((size_t)(n) * sizeof *(ptr));                              \
@@ -123,13 +130,8 @@ ds3_session *ds3_session_new(const ds3_model *m, const ds3_session_params *pp, c
     ALLOC(s->mla.o, B * H * (size_t)c->v_head_dim);
     ALLOC(s->mla.qcat, ds3_mla_qcat_floats(c, (int)B));
     ALLOC(s->mla.lat, ds3_mla_lat_floats(c, (int)B));
-    {
-        int kb = DS3_MLA_KBLOCK;
-        const char *pk = getenv("DS3_MLA_KBLOCK");
-        if (pk && atoi(pk) > 0) kb = atoi(pk);
-        s->ctx.mla_kblock = kb;
-        if (p.n_threads > 1) ALLOC(s->mla.blk, ds3_mla_blk_floats(c, p.n_ctx, kb));
-    }
+    s->ctx.mla_kblock = env_positive("DS3_MLA_KBLOCK", DS3_MLA_KBLOCK);
+    if (p.n_threads > 1) ALLOC(s->mla.blk, ds3_mla_blk_floats(c, p.n_ctx, s->ctx.mla_kblock));
     if (c->n_routed_experts > 0) {
         ALLOC(s->moe.logits, B * Nr);
         ALLOC(s->moe.ids, B * K);
@@ -161,9 +163,7 @@ ds3_session *ds3_session_new(const ds3_model *m, const ds3_session_params *pp, c
     if (!s->ctx.tbuf) goto nomem;
     for (int i = 0; i < p.n_threads; i++) ALLOC(s->ctx.tbuf[i], tf);
     s->ctx.chunk_cap = 4096;
-    s->ctx.mla_naive_min_t = ds3_mla_naive_min_t(c);
-    const char *pn = getenv("DS3_MLA_NAIVE_MIN_T");
-    if (pn && atoi(pn) > 0) s->ctx.mla_naive_min_t = atoi(pn);
+    s->ctx.mla_naive_min_t = env_positive("DS3_MLA_NAIVE_MIN_T", ds3_mla_naive_min_t(c));
     const char *pe = getenv("DS3_PROFILE");
     if (pe && *pe && strcmp(pe, "0") != 0) {
         s->ctx.prof = calloc(DS3_PROF_N, sizeof(double));
