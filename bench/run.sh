@@ -4,7 +4,9 @@
 #   1. inference core: a DeepSeek-V3-shaped model of ~1.2B total / 0.2B active parameters in BF16
 #      and in FP8, 2 threads, weights loaded into RAM: prompt tok/s (512), decode tok/s, bytes per
 #      token, memory bandwidth (triad, same run) and decode as a fraction of that roofline. Decode
-#      is timed from an empty cache (llama-bench's tg) and again after the prompt (@512).
+#      is timed from an empty cache (llama-bench's tg) and again after the prompt (@512). Each
+#      thread's kernel speed from L2 is probed with the triad: a worst probe far below the best
+#      says the host took cycles from a core during the run (decode then suffers, FP8 most).
 #   2. every other bench/*_bench.sh script (tokenizer, speculative decoding, ...).
 # THREADS=N overrides the thread count; QUICK=1 shortens the runs.
 set -e
@@ -26,7 +28,8 @@ print(f"{sys.argv[2]:5s} pp{j['n_prompt']} {j['pp_tok_s']:8.1f} tok/s | tg{j['n_
       f"{j['bytes_per_token']/1e6:6.1f} MB/token | bw {j['mem_bw_gb_s']:5.1f} GB/s | "
       f"roofline {j['roofline_fraction']:.3f} (target >= 0.8) | tg{j['n_gen']}@{j['n_prompt']} {j['tg_depth_tok_s']:6.2f} tok/s, "
       f"roofline {j['roofline_fraction_depth']:.3f} | rss {j['rss_bytes']/1e6:.0f} MB <= {j['rss_limit_bytes']/1e6:.0f} MB: "
-      f"{'ok' if j['rss_bytes'] <= j['rss_limit_bytes'] else 'OVER'}")
+      f"{'ok' if j['rss_bytes'] <= j['rss_limit_bytes'] else 'OVER'} | kernel (L2) best "
+      f"{'/'.join('%.1f' % g for g in j['kernel_gw_s'])}, worst {j['kernel_gw_s_min']:.1f} G weights/s per thread")
 PY
 done
 for s in bench/*_bench.sh; do

@@ -631,5 +631,18 @@ int main(void) {
     /* the bandwidth probe runs and returns something sane on small arrays */
     double bw = ds3_membw_measure_ex(2, 0.0, (size_t)1 << 20);
     CHECK(bw > 0.01 && bw < 1e5, "ds3_membw_measure_ex: %g GB/s", bw);
+    /* the kernel probe: a rate for every thread, the slowest returned; a matrix with no rows
+     * (nothing to time) is refused */
+    {
+        tmat t = make_mat(DS3_DT_F8E4M3, 300, 1024, 0);
+        double g[3] = {-1, -1, -1};
+        const double lo = ds3_kernel_probe(3, &t.m, 0.0, g);
+        CHECK(g[0] > 0 && g[1] > 0 && g[2] > 0 && g[0] < 1e4, "ds3_kernel_probe rates %g %g %g", g[0], g[1], g[2]);
+        CHECK(lo == fmin(g[0], fmin(g[1], g[2])), "ds3_kernel_probe returned %g, not the slowest thread", lo);
+        ds3_mat none = t.m;
+        none.rows = 0;
+        CHECK(ds3_kernel_probe(1, &none, 0.0, g) < 0, "ds3_kernel_probe on an empty matrix");
+        free_mat(&t);
+    }
     return TEST_REPORT();
 }

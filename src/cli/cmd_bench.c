@@ -11,6 +11,7 @@
 #include "infer/generate.h"
 #include "infer/sampler.h"
 #include "kernels/membw.h"
+#include "model/model.h"
 #include "model/synth.h"
 #include "util/common.h"
 
@@ -48,6 +49,23 @@ static double rss_bytes(const char *key) {
         if (!strncmp(line, key, kl)) v = atof(line + kl + 1) * 1024.0;
     if (f) fclose(f);
     return v;
+}
+
+/* The kernel probe's matrix: the last layer's expert (or dense) up projection, the kind of
+ * product most of a token's bytes go through. */
+static const ds3_mat *probe_matrix(const ds3_model *m) {
+    const ds3_layer_w *w = &m->layers[m->cfg.num_hidden_layers - 1];
+    return w->is_moe ? &w->experts[0].up : &w->dense.up;
+}
+
+/* One kernel probe (membw.h): each thread's best over the probes so far in kbest, the slowest
+ * thread of any probe in *kmin. */
+static void probe_kernel(const ds3_model *m, int nth, double *kg, double *kbest, double *kmin) {
+    if (ds3_kernel_probe(nth, probe_matrix(m), 0.1, kg) < 0) return;
+    for (int i = 0; i < nth; i++) {
+        kbest[i] = kg[i] > kbest[i] ? kg[i] : kbest[i];
+        *kmin = kg[i] < *kmin ? kg[i] : *kmin;
+    }
 }
 
 typedef struct {
@@ -176,6 +194,11 @@ int ds3_cmd_bench(int argc, char **argv) {
     if (!s) { fprintf(stderr, "ds3 bench: %s\n", err); ds3_model_free(m); return 1; }
     if (!json) fprintf(stderr, "ds3 bench: measuring memory bandwidth (%ld threads)...\n", threads);
     double bw = ds3_membw_measure((int)threads, 1.0);
+    /* the kernel's speed per thread from L2, probed with the triad: on a shared host a core whose
+     * vector units a neighbour takes computes far slower, which decode then shows */
+    double *kg = calloc((size_t)threads, sizeof *kg), *kbest = calloc((size_t)threads, sizeof *kbest), kmin = 1e30;
+    if (!kg || !kbest) { fprintf(stderr, "ds3 bench: out of memory\n"); free(kg); free(kbest); ds3_session_free(s); ds3_model_free(m); return 1; }
+    probe_kernel(m, (int)threads, kg, kbest, &kmin);
     const int V = ds3_model_vocab_size(m);
     int32_t *toks = malloc((size_t)np * sizeof *toks);
     uint64_t x = 88172645463325252ull;
@@ -220,9 +243,13 @@ int ds3_cmd_bench(int argc, char **argv) {
             double b = ds3_membw_measure((int)threads, 0.5);
             if (b > bw) bw = b;
         }
-        if (!json)
-            fprintf(stderr, "ds3 bench: rep %ld: pp %.1f tok/s, tg %.2f tok/s, tg after the prompt %.2f tok/s\n", r + 1,
+        probe_kernel(m, (int)threads, kg, kbest, &kmin);
+        if (!json) {
+            fprintf(stderr, "ds3 bench: rep %ld: pp %.1f tok/s, tg %.2f tok/s, tg after the prompt %.2f tok/s; kernel (L2)", r + 1,
                     np / best_pp, ng / best_tg, ng / best_tgd);
+            for (long i = 0; i < threads; i++) fprintf(stderr, "%s %.1f", i ? "," : "", kg[i]);
+            fprintf(stderr, " G weights/s per thread\n");
+        }
     }
     if (rc) { fprintf(stderr, "ds3 bench: %s\n", err); goto out; }
     bench_spec_res sr = {0};
@@ -244,6 +271,9 @@ int ds3_cmd_bench(int argc, char **argv) {
                "\"weights_bytes\": %.0f, \"rss_bytes\": %.0f, \"rss_limit_bytes\": %.0f",
                dir, ds3_kernels_name(), threads, np, ng, pp, tg, ms.bytes_per_token, bw, frac, tgd, bytes_d, fracd, ms.n_params_total,
                ms.n_params_active, ms.bytes_weights, rss_max, limit);
+        printf(", \"kernel_gw_s\": [");
+        for (long i = 0; i < threads; i++) printf("%s%.3f", i ? ", " : "", kbest[i]);
+        printf("], \"kernel_gw_s_min\": %.3f", kmin < 1e30 ? kmin : 0.0);
         if (spec)
             printf(", \"spec_draft\": %ld, \"spec_acceptance\": %.4f, \"spec_tokens_per_step\": %.3f, "
                    "\"spec_plain_tg_tok_s\": %.3f, \"spec_tg_tok_s\": %.3f, \"spec_speedup\": %.3f, \"spec_identical\": %d, "
@@ -263,6 +293,12 @@ int ds3_cmd_bench(int argc, char **argv) {
         printf("decode @ %-7ld %.2f tok/s after the prompt; %.1f MB/token with the cache, roofline %.3f\n", np, tgd,
                bytes_d / 1e6, fracd);
         printf("resident memory  %.0f MB (limit weights + KV + 10%% = %.0f MB)\n", rss_max / 1e6, limit / 1e6);
+        double kb_max = 0;
+        for (long i = 0; i < threads; i++) kb_max = kbest[i] > kb_max ? kbest[i] : kb_max;
+        printf("kernel (L2)      %s, G weights/s per thread: best", ds3_dtype_name(probe_matrix(m)->dtype));
+        for (long i = 0; i < threads; i++) printf("%s %.1f", i ? "," : "", kbest[i]);
+        printf("; worst probe %.1f = %.2f of the best (low: the host took cycles from a core)\n", kmin < 1e30 ? kmin : 0.0,
+               kb_max > 0 && kmin < 1e30 ? kmin / kb_max : 0.0);
         if (spec) {
             printf("speculation      MTP, %ld draft: acceptance %.1f%%, %.2f tokens per main step\n", n_draft,
                    100 * sr.acceptance, sr.tokens_per_step);
@@ -274,6 +310,8 @@ int ds3_cmd_bench(int argc, char **argv) {
     }
 out:
     free(toks);
+    free(kg);
+    free(kbest);
     ds3_session_free(s);
     ds3_model_free(m);
     return rc ? 1 : 0;
