@@ -136,6 +136,7 @@ double ds3_kernel_probe(int n_threads, const ds3_mat *w, double seconds, double 
      * GGUF layouts interleave 16 rows */
     if (rows >= 128) rows -= rows % 128;
     else if (rows >= 16) rows -= rows % 16;
+    else rows = w->rows < 16 ? w->rows : 16; /* very long rows: one whole group, past 256 KB */
     if (rows < 1) return -1.0;
     kprobe_job j = {w, rows, seconds, gws, 0};
     ds3_pool *pool = ds3_pool_new(n_threads);
