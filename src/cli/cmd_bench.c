@@ -252,6 +252,7 @@ int ds3_cmd_bench(int argc, char **argv) {
         }
     }
     if (rc) { fprintf(stderr, "ds3 bench: %s\n", err); goto out; }
+    if (kmin >= 1e30) kmin = 0; /* no probe succeeded */
     bench_spec_res sr = {0};
     if (spec && (rc = bench_spec(s, toks, (int)np, (int)ng, (int)reps, (int)n_draft, json, &sr, err, sizeof err))) {
         fprintf(stderr, "ds3 bench: %s\n", err);
@@ -273,7 +274,7 @@ int ds3_cmd_bench(int argc, char **argv) {
                ms.n_params_active, ms.bytes_weights, rss_max, limit);
         printf(", \"kernel_gw_s\": [");
         for (long i = 0; i < threads; i++) printf("%s%.3f", i ? ", " : "", kbest[i]);
-        printf("], \"kernel_gw_s_min\": %.3f", kmin < 1e30 ? kmin : 0.0);
+        printf("], \"kernel_gw_s_min\": %.3f", kmin);
         if (spec)
             printf(", \"spec_draft\": %ld, \"spec_acceptance\": %.4f, \"spec_tokens_per_step\": %.3f, "
                    "\"spec_plain_tg_tok_s\": %.3f, \"spec_tg_tok_s\": %.3f, \"spec_speedup\": %.3f, \"spec_identical\": %d, "
@@ -297,8 +298,8 @@ int ds3_cmd_bench(int argc, char **argv) {
         for (long i = 0; i < threads; i++) kb_max = kbest[i] > kb_max ? kbest[i] : kb_max;
         printf("kernel (L2)      %s, G weights/s per thread: best", ds3_dtype_name(probe_matrix(m)->dtype));
         for (long i = 0; i < threads; i++) printf("%s %.1f", i ? "," : "", kbest[i]);
-        printf("; worst probe %.1f = %.2f of the best (low: the host took cycles from a core)\n", kmin < 1e30 ? kmin : 0.0,
-               kb_max > 0 && kmin < 1e30 ? kmin / kb_max : 0.0);
+        printf("; worst probe %.1f = %.2f of the best (low: the host took cycles from a core)\n", kmin,
+               kb_max > 0 ? kmin / kb_max : 0.0);
         if (spec) {
             printf("speculation      MTP, %ld draft: acceptance %.1f%%, %.2f tokens per main step\n", n_draft,
                    100 * sr.acceptance, sr.tokens_per_step);
