@@ -68,6 +68,14 @@ static void probe_kernel(const ds3_model *m, int nth, double *kg, double *kbest,
     }
 }
 
+/* n per-thread rates, each in fmt, joined by sep */
+static void print_rates(FILE *f, const double *v, long n, const char *fmt, const char *sep) {
+    for (long i = 0; i < n; i++) {
+        if (i) fputs(sep, f);
+        fprintf(f, fmt, v[i]);
+    }
+}
+
 typedef struct {
     double acceptance, tokens_per_step, plain_tg, spec_tg;
     double auto_tg, auto_spec_share; /* --spec auto: tok/s, share of tokens from speculative steps */
@@ -247,7 +255,7 @@ int ds3_cmd_bench(int argc, char **argv) {
         if (!json) {
             fprintf(stderr, "ds3 bench: rep %ld: pp %.1f tok/s, tg %.2f tok/s, tg after the prompt %.2f tok/s; kernel (L2)", r + 1,
                     np / best_pp, ng / best_tg, ng / best_tgd);
-            for (long i = 0; i < threads; i++) fprintf(stderr, "%s %.1f", i ? "," : "", kg[i]);
+            print_rates(stderr, kg, threads, " %.1f", ",");
             fprintf(stderr, " G weights/s per thread\n");
         }
     }
@@ -273,7 +281,7 @@ int ds3_cmd_bench(int argc, char **argv) {
                dir, ds3_kernels_name(), threads, np, ng, pp, tg, ms.bytes_per_token, bw, frac, tgd, bytes_d, fracd, ms.n_params_total,
                ms.n_params_active, ms.bytes_weights, rss_max, limit);
         printf(", \"kernel_gw_s\": [");
-        for (long i = 0; i < threads; i++) printf("%s%.3f", i ? ", " : "", kbest[i]);
+        print_rates(stdout, kbest, threads, "%.3f", ", ");
         printf("], \"kernel_gw_s_min\": %.3f", kmin);
         if (spec)
             printf(", \"spec_draft\": %ld, \"spec_acceptance\": %.4f, \"spec_tokens_per_step\": %.3f, "
@@ -297,7 +305,7 @@ int ds3_cmd_bench(int argc, char **argv) {
         double kb_max = 0;
         for (long i = 0; i < threads; i++) kb_max = kbest[i] > kb_max ? kbest[i] : kb_max;
         printf("kernel (L2)      %s, G weights/s per thread: best", ds3_dtype_name(probe_matrix(m)->dtype));
-        for (long i = 0; i < threads; i++) printf("%s %.1f", i ? "," : "", kbest[i]);
+        print_rates(stdout, kbest, threads, " %.1f", ",");
         printf("; worst probe %.1f = %.2f of the best (low: the host took cycles from a core)\n", kmin,
                kb_max > 0 ? kmin / kb_max : 0.0);
         if (spec) {
